@@ -1,0 +1,115 @@
+"""The ``platform`` command: a root group whose subgroups load on demand.
+
+Each group lives in ``platform_cli.commands.<module>`` and is imported only when it is
+run, so ``platform --help`` and light commands never pay for libp2p, wasmtime or
+bittensor. Library errors (:class:`PlatformError`) become one line on stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from platform_cli import __version__
+from platform_cli.context import AppContext
+from platform_cli.errors import PlatformError
+
+# name -> (module, attribute, one-line help). The help is here so that listing commands
+# imports nothing.
+COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
+    "keys": ("platform_cli.commands.keys", "keys", "Create, import and show identities."),
+    "registry": (
+        "platform_cli.commands.registry",
+        "registry",
+        "Challenge registry: sign, verify, propose, list, show.",
+    ),
+    "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
+}
+
+log = logging.getLogger("platform")
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_GROUPS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMAND_GROUPS:
+            return None
+        module_name, attribute, _ = COMMAND_GROUPS[name]
+        import importlib
+
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMAND_GROUPS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PlatformError as exc:
+            _report(ctx, exc)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:  # a bug: say so in one line; -v shows the traceback
+            _report(ctx, exc, internal=True)
+            ctx.exit(70)
+
+
+def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> None:
+    app = ctx.find_object(AppContext)
+    verbose = bool(app and app.verbose)
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    if internal:
+        hint = "" if verbose else " (run with -v for details)"
+        click.echo(f"internal error: {type(exc).__name__}: {exc}{hint}", err=True)
+    else:
+        click.echo(f"error: {exc}", err=True)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="PLATFORM_DATA_DIR",
+    default=Path("data"),
+    show_default=True,
+    help="Where the node's state lives (env: PLATFORM_DATA_DIR).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="TOML config [default: platform.toml in the data dir].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines for lists).")
+@click.option("-v", "--verbose", count=True, help="More logging; -vv for debug.")
+@click.version_option(__version__, prog_name="platform")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: bool, verbose: int) -> None:
+    """Platform: a WASM-first, peer-to-peer validator network for Bittensor subnets."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    app = AppContext(data_dir=data_dir, config_path=config_path, json=as_json, verbose=verbose)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def main() -> None:
+    cli(prog_name="platform")

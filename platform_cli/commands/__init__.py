@@ -1,0 +1,1 @@
+"""One thin module per command group: parse arguments, call the library, format output."""

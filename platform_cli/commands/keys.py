@@ -1,0 +1,58 @@
+"""``platform keys``: identities."""
+
+from __future__ import annotations
+
+import click
+
+from platform_cli import output
+from platform_cli.context import AppContext
+from platform_cli.identity import SCHEMES, KeyStore
+from platform_cli.state import audit
+
+pass_app = click.make_pass_decorator(AppContext)
+COLUMNS = ("name", "scheme", "ss58", "source")
+
+
+@click.group()
+def keys() -> None:
+    """Create, import and show identities (secrets stay in <data-dir>/keys, mode 0600)."""
+
+
+@keys.command("new")
+@click.option("--name", required=True, help="Local name of the key.")
+@click.option("--scheme", type=click.Choice(SCHEMES), default="sr25519", show_default=True)
+@pass_app
+def new(app: AppContext, name: str, scheme: str) -> None:
+    """Generate a new key."""
+    identity = KeyStore(app.data_dir).new(name, scheme)
+    audit.append(app.state, identity.ss58, "keys.new", identity.to_json())
+    output.record(identity.to_json(), as_json=app.json)
+
+
+@keys.command("import")
+@click.option("--name", required=True, help="Local name of the key.")
+@click.option("--wallet", required=True, help="Bittensor wallet name.")
+@click.option("--hotkey", required=True, help="Hotkey name inside the wallet.")
+@click.option("--wallet-path", help="Wallets directory [default: ~/.bittensor/wallets].")
+@pass_app
+def import_(app: AppContext, name: str, wallet: str, hotkey: str, wallet_path: str | None) -> None:
+    """Import a Bittensor wallet hotkey."""
+    identity = KeyStore(app.data_dir).import_wallet(name, wallet, hotkey, wallet_path)
+    audit.append(app.state, identity.ss58, "keys.import", identity.to_json())
+    output.record(identity.to_json(), as_json=app.json)
+
+
+@keys.command("list")
+@pass_app
+def list_(app: AppContext) -> None:
+    """List keys."""
+    rows = [identity.to_json() for identity in KeyStore(app.data_dir).list()]
+    output.table(rows, COLUMNS, as_json=app.json, empty="no keys yet: see 'platform keys new --help'")
+
+
+@keys.command("show")
+@click.argument("name")
+@pass_app
+def show(app: AppContext, name: str) -> None:
+    """Show a key's address and scheme (never its secret)."""
+    output.record(KeyStore(app.data_dir).show(name).to_json(), as_json=app.json)

@@ -1,0 +1,182 @@
+"""The challenge registry: a lifecycle state machine and ``apply``.
+
+Theory of operation
+-------------------
+Every challenge version moves through ``draft -> active -> deprecated -> retired``, with
+``active -> retired`` for emergencies. Only the sudo owner changes the registry, through
+signed updates of kind ``registry.update`` whose body is
+``{"action": ACTION, "challenge": <canonical ChallengeSpec>}``:
+
+- ``add``: a new id; its first version becomes active.
+- ``update``: a new version of a known id, strictly greater than every version the id has
+  had; it becomes active and the previously active version is deprecated.
+- ``deprecate``: the named active version becomes deprecated.
+- ``retire``: the named active or deprecated version becomes retired.
+
+A proposed update that has not been agreed yet is a *draft* (see ``stage``); the
+consensus engine calls ``apply`` once validators commit to it. Both are pure: state in,
+new state out, or :class:`RegistryError` saying why not. Transitions are a table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from types import MappingProxyType
+
+from platform_cli.core.challenge import ChallengeSpec, SpecError, spec_from_canonical, version_key
+from platform_cli.core.envelope import Envelope
+
+UPDATE_KIND = "registry.update"
+
+
+class Lifecycle(str, Enum):
+    DRAFT = "draft"
+    ACTIVE = "active"
+    DEPRECATED = "deprecated"
+    RETIRED = "retired"
+
+
+class Action(str, Enum):
+    ADD = "add"
+    UPDATE = "update"
+    DEPRECATE = "deprecate"
+    RETIRE = "retire"
+
+
+class Event(str, Enum):
+    ACTIVATE = "activate"
+    SUPERSEDE = "supersede"
+    DEPRECATE = "deprecate"
+    RETIRE = "retire"
+
+
+TRANSITIONS: Mapping[tuple[Lifecycle, Event], Lifecycle] = MappingProxyType(
+    {
+        (Lifecycle.DRAFT, Event.ACTIVATE): Lifecycle.ACTIVE,
+        (Lifecycle.ACTIVE, Event.SUPERSEDE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.DEPRECATE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.RETIRE): Lifecycle.RETIRED,
+        (Lifecycle.DEPRECATED, Event.RETIRE): Lifecycle.RETIRED,
+    }
+)
+
+
+class RegistryError(ValueError):
+    """An update cannot be applied to the registry."""
+
+
+def transition(current: Lifecycle, event: Event) -> Lifecycle:
+    try:
+        return TRANSITIONS[(current, event)]
+    except KeyError:
+        raise RegistryError(f"cannot {event.value} a {current.value} version") from None
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    spec: ChallengeSpec
+    state: Lifecycle
+    update_id: str = ""
+
+
+@dataclass(frozen=True)
+class RegistryState:
+    """All versions of all challenges, keyed by ``(id, version)``."""
+
+    versions: Mapping[tuple[str, str], VersionRecord] = field(default_factory=dict)
+
+    def of(self, challenge_id: str) -> list[VersionRecord]:
+        records = [r for (cid, _), r in self.versions.items() if cid == challenge_id]
+        return sorted(records, key=lambda r: version_key(r.spec.version))
+
+    def active(self, challenge_id: str) -> VersionRecord | None:
+        return next((r for r in self.of(challenge_id) if r.state is Lifecycle.ACTIVE), None)
+
+    def with_record(self, record: VersionRecord) -> RegistryState:
+        versions = dict(self.versions)
+        versions[(record.spec.id, record.spec.version)] = record
+        return RegistryState(versions)
+
+
+@dataclass(frozen=True)
+class RegistryUpdate:
+    action: Action
+    spec: ChallengeSpec
+
+
+def parse_update(envelope: Envelope) -> RegistryUpdate:
+    """Read the body of a ``registry.update`` envelope."""
+    if envelope.kind != UPDATE_KIND:
+        raise RegistryError(f"kind {envelope.kind!r} is not {UPDATE_KIND!r}")
+    body = envelope.body
+    if not isinstance(body, dict) or set(body) != {"action", "challenge"}:
+        raise RegistryError("update body must have exactly 'action' and 'challenge'")
+    try:
+        action = Action(body["action"])
+    except ValueError:
+        raise RegistryError(f"unknown action {body['action']!r}") from None
+    try:
+        spec = spec_from_canonical(body["challenge"])
+    except SpecError as exc:
+        raise RegistryError(f"challenge metadata: {exc}") from None
+    return RegistryUpdate(action, spec)
+
+
+def authorize(envelope: Envelope, sudo: str) -> RegistryUpdate:
+    """The parsed update, if the (already verified) envelope is from the sudo owner."""
+    if envelope.signer != sudo:
+        raise RegistryError(f"signed by {envelope.signer}, not by the sudo owner {sudo}")
+    return parse_update(envelope)
+
+
+def stage(state: RegistryState, update: RegistryUpdate) -> RegistryState:
+    """Check that ``update`` applies, and for add/update record its version as a draft."""
+    apply_update(state, update)
+    if update.action in (Action.ADD, Action.UPDATE):
+        return state.with_record(VersionRecord(update.spec, Lifecycle.DRAFT))
+    return state
+
+
+def apply(state: RegistryState, envelope: Envelope, sudo: str) -> RegistryState:
+    """Apply a verified, agreed update envelope; the entry point of the consensus engine."""
+    update = authorize(envelope, sudo)
+    return apply_update(state, update, update_id=envelope.message_id())
+
+
+def apply_update(state: RegistryState, update: RegistryUpdate, update_id: str = "") -> RegistryState:
+    spec = update.spec
+    key = (spec.id, spec.version)
+    existing = state.versions.get(key)
+    history = [r for r in state.of(spec.id) if r.state is not Lifecycle.DRAFT]
+
+    if update.action in (Action.ADD, Action.UPDATE):
+        if update.action is Action.ADD and history:
+            raise RegistryError(f"challenge {spec.id!r} already exists; use action 'update'")
+        if update.action is Action.UPDATE and not history:
+            raise RegistryError(f"challenge {spec.id!r} does not exist; use action 'add'")
+        if history and version_key(spec.version) <= version_key(history[-1].spec.version):
+            raise RegistryError(
+                f"version {spec.version} of {spec.id!r} is not greater than "
+                f"{history[-1].spec.version}; versions must strictly increase"
+            )
+        new_state = state
+        previous = state.active(spec.id)
+        if previous is not None:
+            new_state = new_state.with_record(
+                replace(previous, state=transition(previous.state, Event.SUPERSEDE))
+            )
+        draft = existing if existing is not None else VersionRecord(spec, Lifecycle.DRAFT)
+        if draft.spec != spec:
+            raise RegistryError(f"{spec.id} {spec.version} was proposed with other metadata")
+        return new_state.with_record(VersionRecord(spec, transition(draft.state, Event.ACTIVATE), update_id))
+
+    if existing is None or existing.state is Lifecycle.DRAFT:
+        raise RegistryError(f"challenge {spec.id!r} has no version {spec.version} to {update.action.value}")
+    if existing.spec != spec:
+        raise RegistryError(f"metadata of {spec.id} {spec.version} differs from the registered version")
+    event = Event.DEPRECATE if update.action is Action.DEPRECATE else Event.RETIRE
+    return state.with_record(
+        replace(existing, state=transition(existing.state, event), update_id=update_id or existing.update_id)
+    )

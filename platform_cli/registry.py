@@ -1,0 +1,287 @@
+"""Challenge registry operations behind ``platform registry``.
+
+A signed update file is JSON: ``{"envelope": <envelope in file form>, "module": <base64
+WASM, for add and update>}``. The envelope's body carries the challenge metadata with the
+module's sha256, so the signature covers both; the module travels beside it and must hash
+to the signed value.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platform_cli.clock import now_ms
+from platform_cli.config import Config, read_toml
+from platform_cli.core import envelope as env
+from platform_cli.core import registry as core
+from platform_cli.core.challenge import (
+    MAX_MODULE_BYTES,
+    ChallengeSpec,
+    SpecError,
+    parse_spec,
+    spec_from_canonical,
+)
+from platform_cli.errors import PlatformError, VerificationFailed
+from platform_cli.identity import Signer, verify_signature
+from platform_cli.state import audit, sequences
+from platform_cli.state.db import State, write_transaction
+
+UPDATE_MAX_BYTES = 64 * 1024
+MODULE_ACTIONS = (core.Action.ADD, core.Action.UPDATE)
+
+
+@dataclass(frozen=True)
+class SignedUpdate:
+    envelope: env.Envelope
+    module: bytes | None
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"envelope": self.envelope.to_file_json()}
+        if self.module is not None:
+            doc["module"] = base64.b64encode(self.module).decode()
+        return doc
+
+
+def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
+    """Read ``challenge.toml`` and its module; the module must match the declared sha256."""
+    try:
+        spec = parse_spec(read_toml(toml_path))
+    except SpecError as exc:
+        raise PlatformError(f"{toml_path}: {exc}") from None
+    module_path = toml_path.parent / spec.module_path
+    try:
+        size = module_path.stat().st_size
+        if size > MAX_MODULE_BYTES:
+            raise PlatformError(f"{module_path}: module of {size} bytes exceeds {MAX_MODULE_BYTES}")
+        module = module_path.read_bytes()
+    except OSError as exc:
+        raise PlatformError(f"{toml_path}: module.path {spec.module_path!r}: {exc.strerror}") from None
+    actual = hashlib.sha256(module).hexdigest()
+    if actual != spec.module_sha256:
+        raise PlatformError(
+            f"{toml_path}: module.sha256 is {spec.module_sha256} but {module_path} hashes to {actual}"
+        )
+    return spec, module
+
+
+def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, action: str) -> SignedUpdate:
+    spec, module = load_challenge(toml_path)
+    kind = core.Action(action)
+    now = now_ms()
+    seq = sequences.next_own_seq(state, signer.ss58, floor=now)
+    envelope = env.seal(
+        network=config.network.network,
+        kind=core.UPDATE_KIND,
+        signer=signer.ss58,
+        scheme=signer.scheme,
+        seq=seq,
+        ts_ms=now,
+        body={"action": kind.value, "challenge": spec.to_canonical()},
+        sign=signer.sign,
+    )
+    audit.append(
+        state,
+        signer.ss58,
+        "registry.sign",
+        {"challenge": spec.id, "version": spec.version, "action": kind.value, "seq": seq},
+    )
+    return SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
+
+
+def read_update(text: str | bytes, source: str) -> SignedUpdate:
+    if len(text) > UPDATE_MAX_BYTES + MAX_MODULE_BYTES * 4 // 3 + 1024:
+        raise VerificationFailed(f"{source}: file is larger than any valid update")
+    try:
+        doc = env.strict_json_loads(text)
+    except env.EnvelopeError as exc:
+        raise VerificationFailed(f"{source}: {exc}") from None
+    if not isinstance(doc, dict) or "envelope" not in doc or set(doc) - {"envelope", "module"}:
+        raise VerificationFailed(f"{source}: expected an object with 'envelope' and optional 'module'")
+    try:
+        envelope = env.from_file_json(doc["envelope"])
+    except env.EnvelopeError as exc:
+        raise VerificationFailed(f"{source}: {exc}") from None
+    module = None
+    if "module" in doc:
+        try:
+            module = base64.b64decode(doc["module"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise VerificationFailed(f"{source}: module is not valid base64") from None
+    return SignedUpdate(envelope, module)
+
+
+def verify_update(
+    update: SignedUpdate, config: Config, *, sudo: str | None = None, state: State | None = None
+) -> core.RegistryUpdate:
+    """Check signature, network, kind, size, replay, sudo authority and module hash."""
+    policy = env.VerifyPolicy(
+        network=config.network.network,
+        kinds={core.UPDATE_KIND},
+        max_size=UPDATE_MAX_BYTES,
+        max_age_ms=None,
+    )
+    window = sequences.window(state, update.envelope.signer) if state is not None else None
+    try:
+        env.verify(update.envelope, policy, verify_signature=verify_signature, now_ms=now_ms(), window=window)
+        parsed = core.authorize(update.envelope, sudo or config.network.sudo)
+    except (env.EnvelopeError, core.RegistryError) as exc:
+        raise VerificationFailed(str(exc)) from None
+    if parsed.action in MODULE_ACTIONS:
+        if update.module is None:
+            raise VerificationFailed(f"a '{parsed.action.value}' update must carry its module")
+        actual = hashlib.sha256(update.module).hexdigest()
+        if actual != parsed.spec.module_sha256:
+            raise VerificationFailed(
+                f"module hashes to {actual}, the signed metadata says {parsed.spec.module_sha256}"
+            )
+    return parsed
+
+
+def registry_state(state: State) -> core.RegistryState:
+    versions = {}
+    for spec_text, lifecycle, update_id in state.execute(
+        "SELECT spec, state, update_id FROM registry_versions"
+    ):
+        spec = spec_from_canonical(json.loads(spec_text))
+        versions[(spec.id, spec.version)] = core.VersionRecord(spec, core.Lifecycle(lifecycle), update_id)
+    return core.RegistryState(versions)
+
+
+def _save_versions(state: State, before: core.RegistryState, after: core.RegistryState, now: int) -> None:
+    for key, record in after.versions.items():
+        if before.versions.get(key) == record:
+            continue
+        state.execute(
+            "INSERT INTO registry_versions (challenge_id, version, state, spec, module_sha256, update_id, updated_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (challenge_id, version) DO UPDATE SET "
+            "state = excluded.state, spec = excluded.spec, update_id = excluded.update_id, updated_ms = excluded.updated_ms",
+            [
+                record.spec.id,
+                record.spec.version,
+                record.state.value,
+                json.dumps(record.spec.to_canonical(), sort_keys=True),
+                record.spec.module_sha256,
+                record.update_id,
+                now,
+            ],
+        )
+
+
+def propose(state: State, config: Config, update: SignedUpdate) -> str:
+    """Verify and record the update as pending; returns its id. Consensus applies it later."""
+    parsed = verify_update(update, config, state=state)
+    envelope = update.envelope
+    update_id = envelope.message_id()
+    now = now_ms()
+    with write_transaction(state):
+        if state.execute("SELECT 1 FROM registry_updates WHERE update_id = ?", [update_id]).fetchone():
+            raise VerificationFailed(f"update {update_id[:16]} was already proposed")
+        before = registry_state(state)
+        try:
+            after = core.stage(before, parsed)
+        except core.RegistryError as exc:
+            raise PlatformError(f"update does not apply to the registry: {exc}") from None
+        sequences.accept(state, envelope.signer, envelope.seq)
+        if update.module is not None:
+            state.execute(
+                "INSERT OR IGNORE INTO modules (sha256, size, content) VALUES (?, ?, ?)",
+                [parsed.spec.module_sha256, len(update.module), update.module],
+            )
+        state.execute(
+            "INSERT INTO registry_updates (update_id, action, challenge_id, version, signer, seq, status, envelope, received_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            [
+                update_id,
+                parsed.action.value,
+                parsed.spec.id,
+                parsed.spec.version,
+                envelope.signer,
+                envelope.seq,
+                json.dumps(envelope.to_file_json(), sort_keys=True),
+                now,
+            ],
+        )
+        _save_versions(state, before, after, now)
+        audit.append(
+            state,
+            envelope.signer,
+            "registry.propose",
+            {
+                "update_id": update_id,
+                "action": parsed.action.value,
+                "challenge": parsed.spec.id,
+                "version": parsed.spec.version,
+            },
+        )
+    return update_id
+
+
+def commit_update(state: State, config: Config, update_id: str) -> core.RegistryState:
+    """Apply an agreed, pending update to the registry (called by the consensus engine)."""
+    now = now_ms()
+    with write_transaction(state):
+        row = state.execute(
+            "SELECT envelope, status FROM registry_updates WHERE update_id = ?", [update_id]
+        ).fetchone()
+        if row is None:
+            raise PlatformError(f"no proposed update {update_id}")
+        if row[1] != "pending":
+            raise PlatformError(f"update {update_id[:16]} is already {row[1]}")
+        envelope = env.from_file_json(json.loads(row[0]))
+        before = registry_state(state)
+        try:
+            after = core.apply(before, envelope, config.network.sudo)
+        except core.RegistryError as exc:
+            state.execute(
+                "UPDATE registry_updates SET status = 'rejected', reason = ?, decided_ms = ? WHERE update_id = ?",
+                [str(exc), now, update_id],
+            )
+            audit.append(state, "consensus", "registry.reject", {"update_id": update_id, "reason": str(exc)})
+            return before
+        _save_versions(state, before, after, now)
+        state.execute(
+            "UPDATE registry_updates SET status = 'applied', decided_ms = ? WHERE update_id = ?",
+            [now, update_id],
+        )
+        audit.append(state, "consensus", "registry.apply", {"update_id": update_id})
+    return after
+
+
+def list_versions(state: State, lifecycle: str | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT challenge_id, version, state, module_sha256, update_id, updated_ms FROM registry_versions"
+    params: list[Any] = []
+    if lifecycle:
+        sql += " WHERE state = ?"
+        params.append(lifecycle)
+    rows = [
+        {
+            "id": r[0],
+            "version": r[1],
+            "state": r[2],
+            "module_sha256": r[3],
+            "update_id": r[4],
+            "updated_ms": r[5],
+        }
+        for r in state.execute(sql, params)
+    ]
+    return sorted(rows, key=lambda r: (r["id"], core.version_key(r["version"])))
+
+
+def show_version(state: State, challenge_id: str, version: str | None = None) -> dict[str, Any]:
+    records = registry_state(state).of(challenge_id)
+    if not records:
+        raise PlatformError(f"no challenge {challenge_id!r} in the registry")
+    if version is None:
+        chosen = next((r for r in reversed(records) if r.state is core.Lifecycle.ACTIVE), records[-1])
+    else:
+        chosen = next((r for r in records if r.spec.version == version), None)
+        if chosen is None:
+            known = ", ".join(r.spec.version for r in records)
+            raise PlatformError(f"challenge {challenge_id!r} has no version {version} (known: {known})")
+    return {"state": chosen.state.value, "update_id": chosen.update_id, **chosen.spec.to_canonical()}
