@@ -7,16 +7,13 @@ bittensor. Library errors (:class:`PlatformError`) become one line on stderr.
 
 from __future__ import annotations
 
-import logging
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import click
 
 from platform_cli import __version__
-from platform_cli.context import AppContext
 from platform_cli.errors import PlatformError
 
 # name -> (module, attribute, one-line help). The help is here so that listing commands
@@ -30,9 +27,6 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     ),
     "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
 }
-
-log = logging.getLogger("platform")
-
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -68,9 +62,10 @@ class LazyGroup(click.Group):
 
 
 def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> None:
-    app = ctx.find_object(AppContext)
-    verbose = bool(app and app.verbose)
+    verbose = bool(getattr(ctx.obj, "verbose", 0))
     if verbose:
+        import traceback
+
         traceback.print_exception(exc, file=sys.stderr)
     if internal:
         hint = "" if verbose else " (run with -v for details)"
@@ -100,6 +95,10 @@ def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> N
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: bool, verbose: int) -> None:
     """Platform: a WASM-first, peer-to-peer validator network for Bittensor subnets."""
+    import logging
+
+    from platform_cli.context import AppContext
+
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(
         level=max(level, logging.DEBUG),

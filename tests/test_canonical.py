@@ -1,0 +1,107 @@
+"""Canonical bytes: the model, the vectors of docs/canonical-encoding.md, strict decoding."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from platform_cli.core import canonical
+from platform_cli.core.canonical import CanonicalError
+
+# (value, canonical hex) pairs; docs/canonical-encoding.md lists the same vectors.
+VECTORS = [
+    (0, "00"),
+    (23, "17"),
+    (24, "1818"),
+    (-1, "20"),
+    (1_000_000, "1a000f4240"),
+    (2**64 - 1, "1bffffffffffffffff"),
+    (-(2**64), "3bffffffffffffffff"),
+    (b"", "40"),
+    (b"\x01\x02", "420102"),
+    ("", "60"),
+    ("é", "62c3a9"),
+    (True, "f5"),
+    (False, "f4"),
+    (None, "f6"),
+    ([1, [2, 3]], "8201820203"),
+    ({"b": 1, "a": 2, "aa": 3}, "a3616102616201626161 03".replace(" ", "")),
+]
+
+
+@pytest.mark.parametrize(("value", "hexed"), VECTORS)
+def test_vectors(value: object, hexed: str) -> None:
+    assert canonical.encode(value).hex() == hexed
+    assert canonical.decode(bytes.fromhex(hexed)) == value
+
+
+def test_map_keys_sort_shortest_first_then_bytewise() -> None:
+    encoded = canonical.encode({"zz": 0, "b": 0, "a": 0, "aaa": 0})
+    assert canonical.decode(encoded) == {"a": 0, "b": 0, "zz": 0, "aaa": 0}
+    assert list(canonical.decode(encoded)) == ["a", "b", "zz", "aaa"]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [1.5, float("nan"), {"x": [0.0]}, 2**64, -(2**64) - 1, {1: "int key"}, object(), {"s": {1, 2}}],
+)
+def test_values_outside_the_model_are_refused(value: object) -> None:
+    with pytest.raises(CanonicalError):
+        canonical.encode(value)
+
+
+@pytest.mark.parametrize(
+    ("hexed", "why"),
+    [
+        ("1801", "non-minimal integer"),
+        ("190001", "non-minimal integer"),
+        ("a2616201616102", "keys out of order"),
+        ("a2616101616102", "duplicate key"),
+        ("5f4101ff", "indefinite length"),
+        ("f93c00", "half float"),
+        ("fb3ff8000000000000", "double float"),
+        ("c11a514b67b0", "tag"),
+        ("c249010000000000000000", "bignum"),
+        ("0001", "trailing bytes"),
+        ("62c3", "truncated"),
+        ("f7", "undefined"),
+        ("a1016161", "integer key"),
+    ],
+)
+def test_non_canonical_input_is_refused(hexed: str, why: str) -> None:
+    with pytest.raises(CanonicalError):
+        canonical.decode(bytes.fromhex(hexed))
+
+
+def test_decode_enforces_size_limit() -> None:
+    with pytest.raises(CanonicalError, match="exceeds"):
+        canonical.decode(canonical.encode(b"x" * 100), max_size=50)
+
+
+def test_nesting_depth_is_bounded() -> None:
+    deep: list = []
+    for _ in range(canonical.MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(CanonicalError, match="deeper"):
+        canonical.encode(deep)
+
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**64), max_value=2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(values)
+def test_round_trip_and_uniqueness(value: object) -> None:
+    encoded = canonical.encode(value)
+    assert canonical.decode(encoded) == value
+    assert canonical.encode(canonical.decode(encoded)) == encoded

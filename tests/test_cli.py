@@ -1,0 +1,124 @@
+"""The root command: lazy loading, help everywhere, one-line errors."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+
+from platform_cli.cli import COMMAND_GROUPS, cli
+from tests.conftest import FIXTURES, REPO
+
+SIGNED = FIXTURES / "challenge" / "update-add.json"
+HEAVY = ("libp2p", "wasmtime", "bittensor", "textual", "trio")
+
+
+def imported_modules(*args: str) -> set[str]:
+    """Top-level packages loaded by running ``platform ARGS`` in a fresh interpreter."""
+    code = (
+        "import sys\n"
+        "from platform_cli.cli import cli\n"
+        f"try:\n    cli({list(args)!r}, prog_name='platform')\n"
+        "except SystemExit:\n    pass\n"
+        "print('\\n'.join(sorted({m.split('.')[0] for m in sys.modules})), file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False
+    )
+    return set(result.stderr.split())
+
+
+def test_help_imports_nothing_heavy() -> None:
+    loaded = imported_modules("--help")
+    assert "platform_cli" in loaded
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_registry_verify_imports_nothing_heavy(tmp_path: Path) -> None:
+    loaded = imported_modules("--data-dir", str(tmp_path), "registry", "verify", str(SIGNED))
+    assert "platform_cli" in loaded and "bittensor_core" in loaded
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_every_command_has_help(run) -> None:
+    ctx = click.Context(cli)
+    for name in COMMAND_GROUPS:
+        group = cli.get_command(ctx, name)
+        assert group is not None and group.help, name
+        assert run(name, "--help").exit_code == 0
+        for sub_name, command in getattr(group, "commands", {}).items():
+            assert command.help, f"{name} {sub_name} has no help"
+            assert run(name, sub_name, "--help").exit_code == 0
+
+
+def test_command_listing_matches_the_groups(run) -> None:
+    out = run("--help").stdout
+    for name, (_, _, summary) in COMMAND_GROUPS.items():
+        assert f"{name}" in out and summary.split(":")[0] in out
+
+
+def test_unknown_command_is_a_usage_error(run) -> None:
+    result = run("frobnicate")
+    assert result.exit_code == 2 and "No such command 'frobnicate'" in result.stderr
+
+
+def test_bad_config_names_file_and_field(run, data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    config = data_dir / "platform.toml"
+    config.write_text('[network]\nnetuid = "seven"\n')
+    result = run("registry", "verify", str(SIGNED))
+    assert result.exit_code == 1
+    assert (
+        result.stderr.strip() == f"error: {config}: network.netuid = 'seven' must be an integer in 0..65535"
+    )
+    config.write_text("[network\n")
+    assert "invalid TOML" in run("registry", "verify", str(SIGNED)).stderr
+
+
+def test_explicit_missing_config_is_an_error(run, tmp_path: Path) -> None:
+    result = run("--config", str(tmp_path / "nope.toml"), "registry", "verify", str(SIGNED))
+    assert result.exit_code == 1 and "nope.toml does not exist" in result.stderr
+
+
+def test_json_lists_are_one_object_per_line(run) -> None:
+    run("keys", "new", "--name", "a")
+    run("keys", "new", "--name", "b", "--scheme", "ed25519")
+    lines = run("--json", "keys", "list").stdout.splitlines()
+    assert [json.loads(line)["name"] for line in lines] == ["a", "b"]
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "platform_cli", "--data-dir", str(tmp_path), "--json", "keys", "list"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0 and result.stdout == ""
+
+
+def test_core_imports_only_the_standard_library_and_cbor2() -> None:
+    allowed = set(sys.stdlib_module_names) | {"cbor2", "platform_cli", "__future__"}
+    for path in (REPO / "platform_cli" / "core").glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            for name in names:
+                top = name.split(".")[0]
+                assert top in allowed, f"{path.name} imports {name}"
+                if top == "platform_cli":
+                    assert name.startswith("platform_cli.core"), f"{path.name} imports {name} outside core"
+
+
+@pytest.mark.parametrize("args", [("--version",), ("-h",)])
+def test_version_and_short_help(run, args: tuple[str, ...]) -> None:
+    assert run(*args).exit_code == 0
