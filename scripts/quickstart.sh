@@ -21,7 +21,7 @@ step "verify it as any validator would"
 platform registry verify "$update"
 
 step "propose it for consensus"
-platform registry propose "$update" || echo "(already proposed in an earlier run)"
+platform registry propose "$update" || echo "(proposed in an earlier run: see the list below)"
 platform registry list
 
 step "check the audit chain"

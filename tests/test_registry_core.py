@@ -168,3 +168,5 @@ def test_stage_records_a_draft_that_apply_activates() -> None:
     assert states(apply_update(staged, RegistryUpdate(Action.ADD, spec()))) == {("hello", "1.0.0"): "active"}
     with pytest.raises(RegistryError, match="no version"):
         stage(staged, RegistryUpdate(Action.RETIRE, spec()))
+    with pytest.raises(RegistryError, match="already proposed"):
+        stage(staged, RegistryUpdate(Action.ADD, spec()))

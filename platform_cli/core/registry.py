@@ -133,6 +133,13 @@ def authorize(envelope: Envelope, sudo: str) -> RegistryUpdate:
 
 def stage(state: RegistryState, update: RegistryUpdate) -> RegistryState:
     """Check that ``update`` applies, and for add/update record its version as a draft."""
+    pending = state.versions.get((update.spec.id, update.spec.version))
+    if (
+        update.action in (Action.ADD, Action.UPDATE)
+        and pending is not None
+        and pending.state is Lifecycle.DRAFT
+    ):
+        raise RegistryError(f"{update.spec.id} {update.spec.version} is already proposed and pending")
     apply_update(state, update)
     if update.action in (Action.ADD, Action.UPDATE):
         return state.with_record(VersionRecord(update.spec, Lifecycle.DRAFT))
