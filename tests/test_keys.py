@@ -38,25 +38,13 @@ def test_show_never_prints_the_secret(run, data_dir: Path) -> None:
         assert phrase not in out and "secret" not in out
 
 
-def test_import_a_bittensor_wallet_hotkey(run) -> None:
-    result = run(
-        "--json",
-        "keys",
-        "import",
-        "--name",
-        "sudo",
-        "--wallet",
-        "devnet",
-        "--hotkey",
-        "sudo",
-        "--wallet-path",
-        str(FIXTURES / "wallets"),
-    )
-    assert result.exit_code == 0, result.stderr
+def test_import_a_bittensor_wallet_hotkey(run, sudo_key: str) -> None:
+    shown = json.loads(run("--json", "keys", "show", sudo_key).stdout)
     expected = (FIXTURES / "wallets" / "devnet" / "hotkeys" / "sudopub.txt").read_text()
-    assert json.loads(expected)["ss58Address"] == json.loads(result.stdout)["ss58"]
+    assert json.loads(expected)["ss58Address"] == shown["ss58"]
+    assert shown["scheme"] == "sr25519" and shown["source"] == "wallet:devnet/sudo"
     listed = [json.loads(line) for line in run("--json", "keys", "list").stdout.splitlines()]
-    assert listed == [json.loads(result.stdout)]
+    assert listed == [shown]
 
 
 def test_import_of_a_missing_wallet_is_a_clear_error(run, tmp_path: Path) -> None:
