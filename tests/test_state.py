@@ -72,8 +72,19 @@ def chained(data_dir: Path) -> Path:
     return data_dir / "state.db"
 
 
+def test_the_log_refuses_updates_and_deletes(chained: Path) -> None:
+    conn = sqlite3.connect(chained)
+    for sql in ("UPDATE audit_log SET actor = 'x'", "DELETE FROM audit_log WHERE seq = 5"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute(sql)
+    conn.close()
+
+
 def tamper(db_path: Path, *statements: str) -> str | None:
+    """Edit the file as an attacker with write access would: triggers first."""
     conn = sqlite3.connect(db_path)
+    conn.execute("DROP TRIGGER audit_log_no_update")
+    conn.execute("DROP TRIGGER audit_log_no_delete")
     for sql in statements:
         conn.execute(sql)
     conn.commit()

@@ -17,6 +17,11 @@ def migrate(db: sqlite_utils.Database) -> None:
             hash TEXT NOT NULL
         )"""
     )
+    for event in ("UPDATE", "DELETE"):
+        db.execute(
+            f"""CREATE TRIGGER audit_log_no_{event.lower()} BEFORE {event} ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"""
+        )
     db.execute(
         """CREATE TABLE audit_head (
             id INTEGER PRIMARY KEY CHECK (id = 1),
