@@ -26,7 +26,18 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "Challenge registry: sign, verify, propose, list, show.",
     ),
     "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
+    "chain": (
+        "platform_cli.commands.chain",
+        "chain",
+        "Metagraph sync and chain status; the embedded dev chain.",
+    ),
+    "weights": (
+        "platform_cli.commands.weights",
+        "weights",
+        "Aggregate scores into weights; show, submit, history.",
+    ),
 }
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -1,0 +1,1 @@
+"""The chain: the bittensor SDK adapter and the embedded dev chain."""

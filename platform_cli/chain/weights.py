@@ -1,0 +1,394 @@
+"""Weights behind ``platform weights``: score reports in, vectors computed, submitted, confirmed.
+
+A vector is computed from the epoch's score reports, the newest metagraph snapshot
+(stakes, hotkey -> uid) and the active challenges of the registry, by the pure
+``core.aggregation``; it is stored with its canonical hash. Submission is write-ahead:
+a ``pending`` row first, then the SDK call, then ``submitted`` and, once the chain reads
+back exactly the computed u16 row (or our timelocked commit), ``confirmed``; a refusal
+turns the row ``failed`` and raises. Nothing failed ever reads as submitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from platform_cli.chain import sync as chain_sync
+from platform_cli.chain.adapter import ChainClient, Hyperparams, Submission, WeightsRefused
+from platform_cli.chain.settings import ChainSettings, WeightSettings
+from platform_cli.clock import now_ms
+from platform_cli.core import aggregation, canonical
+from platform_cli.core.epoch import Schedule
+from platform_cli.errors import PlatformError
+from platform_cli.identity import KeyStore, Signer
+from platform_cli.state import audit
+from platform_cli.state.db import State, write_transaction
+from platform_cli.state.metagraph import Snapshot, latest_snapshot
+
+log = logging.getLogger("platform.weights")
+
+
+@dataclass(frozen=True)
+class Vector:
+    netuid: int
+    mechid: int
+    epoch: int
+    snapshot_block: int
+    weights: dict[int, int]
+    u16: dict[int, int]
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vector_hash(self) -> str:
+        body = {
+            "netuid": self.netuid,
+            "mechid": self.mechid,
+            "epoch": self.epoch,
+            "snapshot_block": self.snapshot_block,
+            "weights": [[uid, w] for uid, w in sorted(self.weights.items())],
+        }
+        return hashlib.sha256(canonical.encode(body)).hexdigest()
+
+
+def record_reports(state: State, epoch: int, reports: Iterable[aggregation.ScoreReport]) -> int:
+    """Store score reports (the aggregation input); a validator's newer report replaces its older one."""
+    rows = [(r.validator, r.challenge, r.miner, epoch, r.score, now_ms()) for r in reports]
+    for validator, _, miner, _, score, _ in rows:
+        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= aggregation.SCORE_MAX:
+            raise PlatformError(f"score {score!r} of {validator} for {miner} must be an integer in 0..10**9")
+    with write_transaction(state):
+        state.conn.executemany("INSERT OR REPLACE INTO score_reports VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def _reports(state: State, epoch: int) -> list[aggregation.ScoreReport]:
+    cursor = state.execute(
+        "SELECT validator, challenge_id, miner, score FROM score_reports WHERE epoch = ?", [epoch]
+    )
+    return [aggregation.ScoreReport(*row) for row in cursor]
+
+
+def _challenges(state: State, mechid: int) -> list[aggregation.ChallengeShare]:
+    from platform_cli.core.registry import Lifecycle
+    from platform_cli.registry import registry_state
+
+    shares = []
+    for record in registry_state(state).versions.values():
+        spec = record.spec
+        if record.state is Lifecycle.ACTIVE and spec.scoring.mechanism == mechid:
+            shares.append(aggregation.ChallengeShare(spec.id, spec.scoring.emission_ppm, spec.min_validators))
+    return sorted(shares, key=lambda s: s.challenge)
+
+
+def _burn_uid(settings: WeightSettings, snapshot: Snapshot, hyper: Hyperparams | None) -> int | None:
+    if not settings.burn:
+        return None
+    if settings.burn_uid is not None:
+        return settings.burn_uid
+    owner = hyper.owner_hotkey if hyper else ""
+    uid = next((n.uid for n in snapshot.neurons if n.hotkey == owner), None)
+    if uid is None:
+        raise PlatformError(
+            f"the subnet owner's hotkey {owner or '(unknown)'} is not in the snapshot at block {snapshot.block}: "
+            "set weights.burn_uid or weights.burn = false"
+        )
+    return uid
+
+
+def own_hotkey(data_dir: Path, settings: WeightSettings) -> str | None:
+    try:
+        return KeyStore(data_dir).show(settings.hotkey).ss58
+    except PlatformError:
+        return None
+
+
+def compute(
+    state: State, netuid: int, settings: WeightSettings, *, epoch: int | None = None, own: str | None = None
+) -> Vector:
+    """Aggregate the epoch's reports over the newest snapshot and store the vector."""
+    snapshot = latest_snapshot(state, netuid)
+    if snapshot is None:
+        raise PlatformError(f"no metagraph snapshot for netuid {netuid}: run `platform chain sync` first")
+    hyper = chain_sync.latest_hyperparams(state, netuid, snapshot.block)
+    if epoch is None:
+        epoch = Schedule(netuid, snapshot.tempo).epoch_of(snapshot.block)
+    uids = {n.hotkey: n.uid for n in snapshot.neurons}
+    try:
+        result = aggregation.aggregate(
+            _reports(state, epoch),
+            snapshot.validators(settings.min_stake_rao),
+            _challenges(state, settings.mechid),
+            uids,
+            _burn_uid(settings, snapshot, hyper),
+        )
+        max_limit = hyper.max_weight_limit if hyper else aggregation.U16_MAX
+        # Pad onto miners first (no permit), lowest uid first, never onto ourselves.
+        candidates = [
+            n.uid
+            for n in sorted(snapshot.neurons, key=lambda n: (n.validator_permit, n.uid))
+            if n.hotkey != own
+        ]
+        weights, padded = aggregation.pad_to_min_weights(
+            result.weights, hyper.min_allowed_weights if hyper else 0, candidates, max_limit
+        )
+        u16 = aggregation.to_u16(weights, max_limit, uids.get(own or ""))
+    except aggregation.AggregationError as exc:
+        raise PlatformError(f"cannot compute weights for epoch {epoch}: {exc}") from None
+    detail = {
+        "withheld": [[w.challenge, w.miner, w.validators, w.required] for w in result.withheld],
+        "dropped": list(result.dropped),
+        "padded": padded,
+        "burned_units": result.burned,
+        "scored": len(result.medians),
+    }
+    vector = Vector(netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
+    _store(state, vector)
+    for w in result.withheld:
+        log.warning(
+            "weights.withheld epoch=%d challenge=%s miner=%s validators=%d required=%d",
+            epoch,
+            w.challenge,
+            w.miner,
+            w.validators,
+            w.required,
+        )
+    return vector
+
+
+def _store(state: State, vector: Vector) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT OR REPLACE INTO weight_vectors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                vector.netuid,
+                vector.mechid,
+                vector.epoch,
+                vector.snapshot_block,
+                vector.vector_hash,
+                json.dumps(sorted(vector.weights.items())),
+                json.dumps(sorted(vector.u16.items())),
+                json.dumps(vector.detail, sort_keys=True),
+                now_ms(),
+            ],
+        )
+        audit.append(
+            state,
+            "weights",
+            "weights.compute",
+            {
+                "netuid": vector.netuid,
+                "mechid": vector.mechid,
+                "epoch": vector.epoch,
+                "snapshot_block": vector.snapshot_block,
+                "vector_hash": vector.vector_hash,
+                "uids": len(vector.weights),
+            },
+        )
+
+
+def load(state: State, netuid: int, mechid: int, epoch: int | None = None) -> Vector | None:
+    sql = "SELECT epoch, snapshot_block, weights, u16, detail FROM weight_vectors WHERE netuid = ? AND mechid = ?"
+    params: list[int] = [netuid, mechid]
+    if epoch is not None:
+        sql += " AND epoch = ?"
+        params.append(epoch)
+    row = state.execute(sql + " ORDER BY epoch DESC LIMIT 1", params).fetchone()
+    if row is None:
+        return None
+    ep, block, weights, u16, detail = row
+    return Vector(
+        netuid,
+        mechid,
+        ep,
+        block,
+        {u: w for u, w in json.loads(weights)},
+        {u: w for u, w in json.loads(u16)},
+        json.loads(detail),
+    )
+
+
+def _begin(state: State, vector: Vector, hotkey: str) -> int:
+    with write_transaction(state):
+        cursor = state.execute(
+            "INSERT INTO weight_submissions (netuid, mechid, epoch, hotkey, vector_hash, outcome, path, block, "
+            "message, created_ms) VALUES (?, ?, ?, ?, ?, 'pending', '', NULL, 'submitting', ?)",
+            [vector.netuid, vector.mechid, vector.epoch, hotkey, vector.vector_hash, now_ms()],
+        )
+        return int(cursor.lastrowid or 0)
+
+
+def _finish(state: State, row_id: int, outcome: str, path: str, block: int | None, message: str) -> None:
+    with write_transaction(state):
+        state.execute(
+            "UPDATE weight_submissions SET outcome = ?, path = ?, block = ?, message = ? WHERE id = ?",
+            [outcome, path, block, message, row_id],
+        )
+        row = state.execute(
+            "SELECT netuid, mechid, epoch, hotkey, vector_hash FROM weight_submissions WHERE id = ?", [row_id]
+        ).fetchone()
+        keys = ("netuid", "mechid", "epoch", "hotkey", "vector_hash")
+        audit.append(
+            state,
+            row[3],
+            f"weights.{outcome}",
+            {**dict(zip(keys, row, strict=True)), "path": path, "block": block, "message": message},
+        )
+
+
+async def submit(
+    state: State,
+    chain: ChainSettings,
+    settings: WeightSettings,
+    signer: Signer,
+    netuid: int,
+    *,
+    epoch: int | None = None,
+    dry_run: bool = False,
+) -> tuple[Vector, Submission, str]:
+    """Sync, compute, plan and (unless ``dry_run``) submit and confirm; returns the outcome."""
+    async with ChainClient(chain) as client:
+        return await submit_with(client, state, settings, signer, netuid, epoch=epoch, dry_run=dry_run)
+
+
+async def submit_with(
+    client: ChainClient,
+    state: State,
+    settings: WeightSettings,
+    signer: Signer,
+    netuid: int,
+    *,
+    epoch: int | None = None,
+    dry_run: bool = False,
+) -> tuple[Vector, Submission, str]:
+    """:func:`submit` over an open client (the epoch loop keeps one)."""
+    await chain_sync.sync(state, client.settings, netuid, client)
+    vector = compute(state, netuid, settings, epoch=epoch, own=signer.ss58)
+    try:
+        plan = await client.set_weights(
+            netuid,
+            vector.weights,
+            signer,
+            mechid=settings.mechid,
+            version_key=settings.version_key,
+            dry_run=True,
+        )
+    except WeightsRefused as exc:
+        log.error("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        _finish(state, _begin(state, vector, signer.ss58), "failed", "", None, str(exc))
+        raise
+    if plan.u16 and plan.u16 != vector.u16:
+        raise PlatformError(
+            f"the SDK would submit a different u16 vector than computed for epoch {vector.epoch}"
+        )
+    if dry_run:
+        return vector, plan, "planned"
+    row_id = _begin(state, vector, signer.ss58)
+    try:
+        done = await client.set_weights(
+            netuid,
+            vector.weights,
+            signer,
+            mechid=settings.mechid,
+            version_key=settings.version_key,
+            dry_run=False,
+        )
+    except PlatformError as exc:
+        log.error("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        _finish(state, row_id, "failed", plan.path, None, str(exc))
+        raise
+    _finish(state, row_id, "submitted", done.path, done.block, done.message)
+    outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
+    _finish(state, row_id, outcome, done.path, done.block, message)
+    return vector, replace(done, message=message), outcome
+
+
+async def _confirm(
+    client: ChainClient, vector: Vector, done: Submission, hotkey: str, mechid: int
+) -> tuple[str, str]:
+    """Read the chain back: our row equals the computed u16 (or our commit is stored)."""
+    if done.path == "commit":
+        commits = await client.pending_commits(vector.netuid, mechid, hotkey)
+        if any(c["commit_block"] == done.block and c["reveal_round"] == done.reveal_round for c in commits):
+            return (
+                "confirmed",
+                f"timelocked commit stored at block {done.block}; reveals at drand round {done.reveal_round}",
+            )
+        return "submitted", "commit not found on read-back"
+    snapshot_uid = await uid_of(client, vector.netuid, hotkey)
+    row, last_update = await client.weights_row(vector.netuid, mechid, snapshot_uid)
+    if row == vector.u16 and last_update == done.block:
+        return "confirmed", f"chain holds the computed {len(row)}-uid vector, last update {last_update}"
+    log.error("weights.mismatch epoch=%d hotkey=%s on_chain=%s", vector.epoch, hotkey, row)
+    return "submitted", f"read-back differs: {len(row)} uids on chain, last update {last_update}"
+
+
+async def uid_of(client: ChainClient, netuid: int, hotkey: str) -> int:
+    uid = await client.call("uid lookup", lambda c: c.neurons.uid(hotkey, netuid))
+    if uid is None:
+        raise PlatformError(f"hotkey {hotkey} is no longer registered on netuid {netuid}")
+    return int(uid)
+
+
+def record_missed(state: State, netuid: int, mechid: int, epoch: int, hotkey: str, reason: str) -> None:
+    """A missed epoch is loud: an error in the log and a ``missed`` row in the history."""
+    log.error("weights.missed netuid=%d epoch=%d hotkey=%s reason=%s", netuid, epoch, hotkey, reason)
+    vector = Vector(netuid, mechid, epoch, 0, {}, {})
+    _finish(state, _begin(state, vector, hotkey), "missed", "", None, reason)
+
+
+def resolve_pending(state: State, netuid: int, mechid: int, hotkey: str, epoch: int, block: int) -> None:
+    """Settle write-ahead rows of ``epoch`` once the chain shows our weights (LastUpdate ``block``)."""
+    rows = state.execute(
+        "SELECT id FROM weight_submissions WHERE netuid = ? AND mechid = ? AND hotkey = ? AND epoch = ? "
+        "AND outcome = 'pending'",
+        [netuid, mechid, hotkey, epoch],
+    ).fetchall()
+    message = f"found on chain after an interrupted submission (last update {block})"
+    for (row_id,) in rows:
+        _finish(state, row_id, "submitted", "", block, message)
+    if not rows:
+        vector = Vector(netuid, mechid, epoch, 0, {}, {})
+        _finish(
+            state,
+            _begin(state, vector, hotkey),
+            "submitted",
+            "",
+            block,
+            "weights for this epoch found on chain",
+        )
+
+
+def last_done_epoch(state: State, netuid: int, mechid: int, hotkey: str) -> int | None:
+    """The newest epoch whose weights landed (or that was given up as missed)."""
+    row = state.execute(
+        "SELECT MAX(epoch) FROM weight_submissions WHERE netuid = ? AND mechid = ? AND hotkey = ? "
+        "AND outcome IN ('submitted', 'confirmed', 'missed')",
+        [netuid, mechid, hotkey],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def history(state: State, netuid: int, limit: int = 50) -> list[dict[str, Any]]:
+    cursor = state.execute(
+        "SELECT id, epoch, mechid, hotkey, outcome, path, block, vector_hash, message, created_ms "
+        "FROM weight_submissions WHERE netuid = ? ORDER BY id DESC LIMIT ?",
+        [netuid, limit],
+    )
+    keys = (
+        "id",
+        "epoch",
+        "mechid",
+        "hotkey",
+        "outcome",
+        "path",
+        "block",
+        "vector_hash",
+        "message",
+        "created_ms",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in cursor]

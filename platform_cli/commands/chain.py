@@ -1,0 +1,199 @@
+"""``platform chain``: metagraph sync and status; ``chain dev`` runs the embedded dev chain."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from platform_cli import output
+from platform_cli.context import AppContext
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _settings(app: AppContext):  # -> ChainSettings
+    from platform_cli.chain.settings import chain_settings
+
+    return chain_settings(app.config, app.data_dir)
+
+
+@click.group()
+def chain() -> None:
+    """The chain: Bittensor (finney, test, local, ws:// URL) or the embedded dev chain."""
+
+
+@chain.command("sync")
+@pass_app
+def sync_(app: AppContext) -> None:
+    """Read the metagraph and weight hyperparameters at the head into a snapshot."""
+    from platform_cli.chain import sync
+    from platform_cli.chain.adapter import run
+
+    settings = _settings(app)
+    snapshot = run(sync.sync(app.state, settings, app.config.network.netuid))
+    output.record(
+        {
+            "network": settings.network,
+            "netuid": snapshot.netuid,
+            "block": snapshot.block,
+            "neurons": len(snapshot.neurons),
+            "validators": len(snapshot.validators()),
+        },
+        as_json=app.json,
+    )
+
+
+@chain.command("status")
+@click.option("--offline", is_flag=True, help="Only what the state knows; do not contact the chain.")
+@pass_app
+def status(app: AppContext, offline: bool) -> None:
+    """Chain head, newest snapshot, epoch and the hyperparameters weights depend on."""
+    from platform_cli.chain import sync
+    from platform_cli.chain.adapter import ChainClient, run
+
+    settings = _settings(app)
+    head = None
+    if not offline:
+
+        async def read_head() -> int:
+            async with ChainClient(settings) as client:
+                return await client.block()
+
+        head = run(read_head())
+    output.record(sync.status(app.state, app.config.network.netuid, head, settings.network), as_json=app.json)
+
+
+@chain.group("dev")
+def dev() -> None:
+    """The embedded dev chain: one SQLite file shared by every process on this machine."""
+
+
+@dev.command("init")
+@click.option("--seed", type=click.Path(dir_okay=False, path_type=Path), help="Seed metagraph JSON.")
+@click.option(
+    "--block-time-ms", type=click.IntRange(min=0), help="Milliseconds per block (0: only `advance`)."
+)
+@click.option("--tempo", type=click.IntRange(min=1), help="Blocks per epoch.")
+@click.option("--commit-reveal/--no-commit-reveal", default=None, help="Timelocked commit-reveal weights.")
+@click.option("--rate-limit", type=click.IntRange(min=0), help="Weights rate limit in blocks.")
+@pass_app
+def dev_init(
+    app: AppContext,
+    seed: Path | None,
+    block_time_ms: int | None,
+    tempo: int | None,
+    commit_reveal: bool | None,
+    rate_limit: int | None,
+) -> None:
+    """Create the dev chain from the seed (fixtures/metagraph/devnet.json by default)."""
+    from platform_cli.chain.devseed import init_dev_chain
+    from platform_cli.state import audit
+
+    settings = _settings(app)
+    overrides: dict[str, object] = {}
+    if commit_reveal is not None:
+        overrides["CommitRevealWeightsEnabled"] = commit_reveal
+    if rate_limit is not None:
+        overrides["WeightsSetRateLimit"] = rate_limit
+    chain_ = init_dev_chain(
+        settings.dev_db,
+        seed or settings.dev_seed,
+        block_time_ms=block_time_ms,
+        tempo=tempo,
+        hyperparameters=overrides,
+    )
+    try:
+        info = _dev_info(chain_, app.config.network.netuid)
+    finally:
+        chain_.release()
+    audit.append(app.state, "chain", "chain.dev.init", {"path": str(settings.dev_db), "head": info["head"]})
+    output.record(info, as_json=app.json)
+
+
+@dev.command("status")
+@click.option(
+    "--extrinsics", "last", type=click.IntRange(min=0), default=0, help="Also list the last N extrinsics."
+)
+@pass_app
+def dev_status(app: AppContext, last: int) -> None:
+    """Head block, block time, subnet and epoch of the dev chain."""
+    from platform_cli.chain.devchain import DevChain
+
+    chain_ = DevChain(_settings(app).dev_db)
+    try:
+        output.record(_dev_info(chain_, app.config.network.netuid), as_json=app.json)
+        if last:
+            output.table(
+                chain_.extrinsics(last),
+                ("id", "block", "function", "signer", "success", "error"),
+                as_json=app.json,
+            )
+    finally:
+        chain_.release()
+
+
+@dev.command("advance")
+@click.argument("blocks", type=click.IntRange(min=0))
+@pass_app
+def dev_advance(app: AppContext, blocks: int) -> None:
+    """Move the dev chain's head forward by BLOCKS (every process sees it)."""
+    from platform_cli.chain.devchain import DevChain
+
+    chain_ = DevChain(_settings(app).dev_db)
+    try:
+        chain_.advance(blocks)
+        output.record(_dev_info(chain_, app.config.network.netuid), as_json=app.json)
+    finally:
+        chain_.release()
+
+
+@dev.command("register")
+@click.argument("hotkey")
+@click.option("--coldkey", help="Owning coldkey ss58 [default: the hotkey].")
+@click.option("--stake-tao", type=click.IntRange(min=0), default=0, show_default=True)
+@pass_app
+def dev_register(app: AppContext, hotkey: str, coldkey: str | None, stake_tao: int) -> None:
+    """Register HOTKEY (ss58) on the dev subnet; a full subnet evicts its weakest neuron."""
+    from platform_cli.chain.devchain import DevChain
+    from platform_cli.chain.devseed import RAO_PER_TAO
+    from platform_cli.errors import PlatformError
+    from platform_cli.identity import is_ss58
+
+    for name, value in (("hotkey", hotkey), ("coldkey", coldkey or hotkey)):
+        if not is_ss58(value):
+            raise PlatformError(f"{name} {value!r} is not an ss58 address")
+    chain_ = DevChain(_settings(app).dev_db)
+    try:
+        netuid = app.config.network.netuid
+        uid = chain_.register(netuid, hotkey, coldkey or hotkey, stake_tao * RAO_PER_TAO)
+        output.record(
+            {"netuid": netuid, "uid": uid, "hotkey": hotkey, "head": chain_.head()}, as_json=app.json
+        )
+    finally:
+        chain_.release()
+
+
+def _dev_info(chain_, netuid: int) -> dict[str, object]:  # chain_: DevChain
+    from platform_cli.core.epoch import Schedule
+
+    head = chain_.head()
+    graph = chain_.metagraph(netuid)
+    info: dict[str, object] = {
+        "path": str(chain_.path),
+        "head": head,
+        "block_time_ms": chain_.block_time_ms(),
+        "netuid": netuid,
+    }
+    if graph is None:
+        info["subnet"] = "missing"
+        return info
+    schedule = Schedule(netuid, int(graph["tempo"]))
+    info.update(
+        neurons=graph["num_uids"],
+        validators=sum(graph["validator_permit"]),
+        tempo=graph["tempo"],
+        epoch=schedule.epoch_of(head),
+        blocks_to_next_epoch=schedule.blocks_until_next(head),
+    )
+    return info

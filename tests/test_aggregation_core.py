@@ -1,0 +1,184 @@
+"""Aggregation: stake-weighted medians, Byzantine resistance, emission shares, u16."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from platform_cli.core.aggregation import (
+    SCORE_MAX,
+    UNITS,
+    AggregationError,
+    ChallengeShare,
+    ScoreReport,
+    aggregate,
+    clip_to_max_weight,
+    normalize,
+    pad_to_min_weights,
+    to_u16,
+    weighted_median,
+)
+
+scores = st.integers(0, SCORE_MAX)
+stakes = st.integers(1, 10**15)
+
+
+def test_weighted_median_follows_stake_not_count() -> None:
+    assert weighted_median([(10, 1), (20, 1), (30, 100)]) == 30
+    assert weighted_median([(10, 5), (20, 5)]) == 10  # lower median on an exact tie
+    assert weighted_median([(7, 3)]) == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    honest=st.lists(st.tuples(scores, stakes), min_size=1, max_size=20),
+    byzantine_scores=st.lists(scores, max_size=20),
+    byzantine_split=st.lists(st.integers(1, 1000), max_size=20),
+)
+def test_byzantine_minority_cannot_leave_honest_range(
+    honest: list[tuple[int, int]], byzantine_scores: list[int], byzantine_split: list[int]
+) -> None:
+    honest_stake = sum(stake for _, stake in honest)
+    # Byzantine validators together hold strictly less than a third of all stake.
+    budget = (honest_stake - 1) // 2
+    pairs = list(zip(byzantine_scores, byzantine_split, strict=False))
+    parts = sum(weight for _, weight in pairs) or 1
+    byzantine = [(score, budget * weight // parts) for score, weight in pairs]
+    byzantine = [(score, stake) for score, stake in byzantine if stake > 0]
+    assert 3 * sum(s for _, s in byzantine) < honest_stake + sum(s for _, s in byzantine)
+    median = weighted_median(honest + byzantine)
+    low = min(score for score, _ in honest)
+    high = max(score for score, _ in honest)
+    assert low <= median <= high
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    units=st.lists(st.integers(0, UNITS), min_size=1, max_size=64).filter(lambda w: sum(w) > 0),
+    limit=st.integers(1, 65535),
+)
+def test_u16_conversion_equals_the_sdk(units: list[int], limit: int) -> None:
+    from bittensor.intents import weights as sdk
+
+    uids = list(range(len(units)))
+    floats = [float(u) for u in units]
+    if limit < 65535:
+        floats = sdk.clip_to_max_weight(floats, limit / 65535)
+    expected = dict(zip(*sdk.normalize(uids, floats), strict=True))
+    assert to_u16(dict(zip(uids, units, strict=True)), limit) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    weights=st.lists(st.floats(0, 1e12, allow_nan=False), min_size=1, max_size=64).filter(
+        lambda w: sum(w) > 0
+    ),
+    limit=st.floats(0.001, 1.0),
+)
+def test_clip_and_normalize_match_the_sdk_on_floats(weights: list[float], limit: float) -> None:
+    from bittensor.intents import weights as sdk
+
+    assert clip_to_max_weight(weights, limit) == sdk.clip_to_max_weight(weights, limit)
+    uids = list(range(len(weights)))
+    assert normalize(uids, weights) == sdk.normalize(uids, weights)
+
+
+STAKES = {"v1": 500, "v2": 300, "v3": 200}
+UIDS = {"m1": 1, "m2": 2, "m3": 3, "owner": 0}
+
+
+def reports(challenge: str, table: dict[str, dict[str, int]]) -> list[ScoreReport]:
+    return [ScoreReport(v, challenge, m, s) for v, row in table.items() for m, s in row.items()]
+
+
+def test_emission_shares_and_burn_to_owner() -> None:
+    shares = [ChallengeShare("a", 600_000, 2), ChallengeShare("b", 200_000, 1)]
+    rs = reports("a", {"v1": {"m1": 300, "m2": 100}, "v2": {"m1": 300, "m2": 100}, "v3": {"m1": 0, "m2": 0}})
+    rs += reports("b", {"v1": {"m3": 5}})
+    result = aggregate(rs, STAKES, shares, UIDS, burn_uid=0)
+    # a: 600_000 ppm split 3:1; b: 200_000 ppm all to m3; 200_000 ppm unallocated burns.
+    assert result.weights == {0: 200_000_000, 1: 450_000_000, 2: 150_000_000, 3: 200_000_000}
+    assert sum(result.weights.values()) == UNITS
+    assert result.burned == 200_000_000
+
+
+def test_withheld_dropped_and_outsiders() -> None:
+    shares = [ChallengeShare("a", 1_000_000, 2)]
+    rs = reports("a", {"v1": {"m1": 10, "m2": 10, "gone": 10}, "v2": {"m1": 10, "gone": 10}})
+    rs.append(ScoreReport("intruder", "a", "m2", 10**9))  # not in the validator set: ignored
+    rs.append(ScoreReport("v1", "unknown-challenge", "m1", 10))  # not a registered challenge
+    result = aggregate(rs, STAKES, shares, UIDS, burn_uid=0)
+    assert [(w.miner, w.validators, w.required) for w in result.withheld] == [("m2", 1, 2)]
+    assert result.dropped == ("gone",)
+    assert result.weights == {0: 500_000_000, 1: 500_000_000}
+
+
+def test_no_burn_uid_leaves_remainder_unset_and_nothing_scored_is_empty() -> None:
+    shares = [ChallengeShare("a", 500_000)]
+    result = aggregate(reports("a", {"v1": {"m1": 1}}), STAKES, shares, UIDS, burn_uid=None)
+    assert result.weights == {1: 500_000_000} and result.burned == 500_000_000
+    assert aggregate([], STAKES, shares, UIDS, burn_uid=0).weights == {0: UNITS}
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.permutations(reports("a", {"v1": {"m1": 7, "m2": 3}, "v2": {"m1": 9, "m2": 1}, "v3": {"m1": 1}})))
+def test_result_does_not_depend_on_report_order(permuted: list[ScoreReport]) -> None:
+    shares = [ChallengeShare("a", 900_000)]
+    baseline = reports("a", {"v1": {"m1": 7, "m2": 3}, "v2": {"m1": 9, "m2": 1}, "v3": {"m1": 1}})
+    assert aggregate(permuted, STAKES, shares, UIDS, 0) == aggregate(baseline, STAKES, shares, UIDS, 0)
+
+
+@pytest.mark.parametrize(
+    ("shares", "rs", "message"),
+    [
+        ([ChallengeShare("a", 700_000), ChallengeShare("b", 400_000)], [], "more than"),
+        ([ChallengeShare("a", 1)], [ScoreReport("v1", "a", "m1", SCORE_MAX + 1)], "out of range"),
+        ([ChallengeShare("a", 1), ChallengeShare("a", 1)], [], "twice"),
+    ],
+)
+def test_bad_inputs_are_refused(shares: list[ChallengeShare], rs: list[ScoreReport], message: str) -> None:
+    with pytest.raises(AggregationError, match=message):
+        aggregate(rs, STAKES, shares, UIDS, 0)
+
+
+def test_min_allowed_weights_padding() -> None:
+    padded, added = pad_to_min_weights({5: UNITS}, 3, candidates=range(10))
+    assert added == [0, 1]
+    assert to_u16(padded, 65535) == {0: 1, 1: 1, 5: 65535}
+    assert pad_to_min_weights({1: 10, 2: 10}, 2, candidates=range(5)) == ({1: 10, 2: 10}, [])
+    with pytest.raises(AggregationError, match="min_allowed_weights=4"):
+        pad_to_min_weights({0: 1}, 4, candidates=[0, 1])
+
+
+def test_self_weight_is_not_clipped() -> None:
+    assert to_u16({3: 10}, 1000, own_uid=3) == {3: 65535}
+    with pytest.raises(AggregationError):
+        to_u16({1: 0}, 65535)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    honest=st.lists(st.tuples(st.lists(scores, min_size=3, max_size=3), stakes), min_size=2, max_size=8),
+    liars=st.lists(st.lists(scores, min_size=3, max_size=3), min_size=1, max_size=5),
+)
+def test_aggregate_keeps_every_miner_inside_the_honest_range(
+    honest: list[tuple[list[int], int]], liars: list[list[int]]
+) -> None:
+    miners = ["m1", "m2", "m3"]
+    stakes_map = {f"h{i}": stake for i, (_, stake) in enumerate(honest)}
+    honest_stake = sum(stakes_map.values())
+    for j in range(len(liars)):  # together strictly below a third of all stake
+        stakes_map[f"b{j}"] = max(1, (honest_stake - 1) // (2 * len(liars)))
+    byzantine = sum(s for v, s in stakes_map.items() if v.startswith("b"))
+    assume(3 * byzantine < sum(stakes_map.values()))
+    rs = [
+        ScoreReport(f"h{i}", "a", m, row[k])
+        for i, (row, _) in enumerate(honest)
+        for k, m in enumerate(miners)
+    ]
+    rs += [ScoreReport(f"b{j}", "a", m, row[k]) for j, row in enumerate(liars) for k, m in enumerate(miners)]
+    result = aggregate(rs, stakes_map, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=0)
+    for k, miner in enumerate(miners):
+        column = [row[k] for row, _ in honest]
+        assert min(column) <= result.medians[("a", miner)] <= max(column)

@@ -1,0 +1,150 @@
+"""``platform weights`` end to end: the real SDK against the dev chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from platform_cli.chain.devchain import DevChain
+from platform_cli.chain.weights import record_reports
+from platform_cli.core.aggregation import ScoreReport
+from platform_cli.state import open_state
+from tests.chain_helpers import (
+    NETUID,
+    Run,
+    activate_challenge,
+    as_json,
+    hotkey,
+    import_key,
+    ok,
+    sdk_read,
+    uid,
+)
+
+HONEST = {"miner-00": 600, "miner-01": 300, "miner-02": 100}
+# 0.8 of the emission split 6:3:1, 0.2 burned to the owner (uid 0), then four one-in-65535
+# pads because the subnet's min_allowed_weights is 8.
+EXPECTED_U16 = {0: 27306, 6: 65535, 7: 32768, 8: 10922, 9: 1, 10: 1, 11: 1, 12: 1}
+
+
+def epoch_now(run: Run) -> int:
+    return as_json(run("--json", "chain", "status", "--offline"))["epoch"]
+
+
+@pytest.fixture
+def network(run: Run, data_dir: Path, challenge_dir: Path) -> int:
+    """Dev chain, our validator key, an active challenge, a snapshot, and the epoch's reports."""
+    ok(run("chain", "dev", "init", "--block-time-ms", "0"))
+    import_key(run, "validator", "validator-0")
+    activate_challenge(run, challenge_dir, data_dir, emission_ppm=800_000, min_validators=2)
+    ok(run("chain", "sync"))
+    epoch = epoch_now(run)
+    reports = [
+        ScoreReport(hotkey(v), "hello", hotkey(m), s)
+        for v in ("validator-0", "validator-1", "validator-2", "validator-3")
+        for m, s in HONEST.items()
+    ]
+    # validator-4 (8% of the stake) lies: it zeroes the best miner and boosts one nobody else scored.
+    reports += [
+        ScoreReport(hotkey("validator-4"), "hello", hotkey("miner-00"), 0),
+        ScoreReport(hotkey("validator-4"), "hello", hotkey("miner-35"), 10**9),
+    ]
+    with open_state(data_dir) as state:
+        record_reports(state, epoch, reports)
+    return epoch
+
+
+def test_compute_show_submit_and_read_back(run: Run, data_dir: Path, network: int) -> None:
+    computed = as_json(run("--json", "weights", "compute"))
+    assert computed["epoch"] == network and computed["withheld"] == [["hello", hotkey("miner-35"), 1, 2]]
+    assert computed["padded"] == [9, 10, 11, 12] and computed["burned_units"] == 200_000_000
+    rows = [json.loads(line) for line in ok(run("--json", "weights", "show")).stdout.splitlines()]
+    assert {r["uid"]: r["u16"] for r in rows} == EXPECTED_U16
+    # units: 480M, 240M, 80M, 200M burned, and 4 pads of ceil(480M / 65535) = 7325 each
+    assert {r["uid"]: r["units"] for r in rows} == {
+        0: 200_000_000,
+        6: 480_000_000,
+        7: 240_000_000,
+        8: 80_000_000,
+        9: 7325,
+        10: 7325,
+        11: 7325,
+        12: 7325,
+    }
+
+    planned = as_json(run("--json", "weights", "submit", "--dry-run"))
+    assert planned["outcome"] == "planned" and "submission path: direct plaintext set" in planned["effects"]
+    assert run("weights", "history").stdout == ""  # a dry run submits and records nothing
+
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == computed["vector_hash"]
+
+    async def read(client: Any) -> tuple[Any, Any]:
+        raw = await client.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")])
+        return raw, await client.weights.weights(NETUID)
+
+    raw, fractions = sdk_read(data_dir / "devchain.db", read)
+    assert {d: w for d, w in raw} == EXPECTED_U16
+    assert fractions[uid("validator-0")][6] == pytest.approx(65535 / sum(EXPECTED_U16.values()))
+    (entry,) = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert entry["outcome"] == "confirmed" and entry["epoch"] == network
+
+
+def test_rate_limit_is_a_clear_error_and_not_recorded_as_submitted(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    ok(run("weights", "submit"))
+    again = run("weights", "submit")
+    assert again.exit_code == 1
+    assert (
+        again.stderr.startswith("error: rate limited on netuid 100:")
+        and "Weights not submitted." in again.stderr
+    )
+    outcomes = [
+        json.loads(line)["outcome"] for line in ok(run("--json", "weights", "history")).stdout.splitlines()
+    ]
+    assert outcomes == ["failed", "confirmed"]
+    ok(run("chain", "dev", "advance", "100"))
+    assert as_json(run("--json", "weights", "submit"))["outcome"] == "confirmed"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [("stranger", "is not registered on netuid 100"), ("miner", "holds no validator permit on netuid 100")],
+)
+def test_unregistered_or_unpermitted_hotkey_is_refused(
+    run: Run, data_dir: Path, network: int, key: str, message: str
+) -> None:
+    if key == "stranger":
+        ok(run("keys", "new", "--name", "stranger"))
+    else:
+        import_key(run, "miner", "miner-00")
+    result = run("weights", "submit", "--key", key)
+    assert result.exit_code == 1 and message in result.stderr
+    with open_state(data_dir) as state:
+        outcomes = [r[0] for r in state.execute("SELECT outcome FROM weight_submissions")]
+    assert outcomes == ["failed"]
+    assert sdk_read(data_dir / "devchain.db", lambda c: c.weights.weights(NETUID)) == {}
+
+
+def test_commit_reveal_subnet_gets_a_timelocked_commit(run: Run, data_dir: Path, network: int) -> None:
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "CommitRevealWeightsEnabled", [NETUID], True)
+    chain.release()
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["path"] == "commit"
+    assert "reveals at drand round" in submitted["message"]
+    commits = sdk_read(data_dir / "devchain.db", lambda c: c.weights.timelocked_weight_commits(NETUID))
+    assert [c["hotkey"] for group in commits.values() for c in group] == [hotkey("validator-0")]
+
+
+def test_compute_needs_a_snapshot_and_show_needs_a_vector(run: Run) -> None:
+    result = run("weights", "compute")
+    assert result.exit_code == 1 and "run `platform chain sync` first" in result.stderr
+    result = run("weights", "show")
+    assert result.exit_code == 1 and "no weight vector computed" in result.stderr
+    history = run("weights", "history")
+    assert history.exit_code == 0 and "no weight submissions yet" in history.stderr
