@@ -26,6 +26,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "Challenge registry: sign, verify, propose, list, show.",
     ),
     "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
+    "eval": ("platform_cli.commands.eval", "eval_", "WASM evaluations: run, replay, list, conformance."),
     "chain": (
         "platform_cli.commands.chain",
         "chain",

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sign an "add" update for every shipped challenge with the devnet sudo key from
+# fixtures/wallets (run after build.py changes a module). The key is imported into a
+# throwaway data dir; sr25519 signatures are randomized, so the files differ run to run
+# while verifying the same way.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+platform --data-dir "$tmp" keys import --name sudo --wallet devnet --hotkey sudo \
+  --wallet-path fixtures/wallets >/dev/null
+for challenge in sort predict compress; do
+  platform --data-dir "$tmp" registry sign "challenges/$challenge/challenge.toml" \
+    --key sudo --action add -o "challenges/$challenge/update.json"
+done

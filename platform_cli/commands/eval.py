@@ -1,0 +1,133 @@
+"""``platform eval``: run challenges on submissions in the WASM sandbox, replay, conformance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from platform_cli import output
+from platform_cli.context import AppContext
+from platform_cli.errors import PlatformError
+
+pass_app = click.make_pass_decorator(AppContext)
+
+_RUN_COLUMNS = ["id", "challenge_id", "outcome", "score", "fuel_used", "wall_ms", "message"]
+_RECORD_FIELDS = [
+    "id",
+    "challenge_id",
+    "challenge_version",
+    "submission_sha256",
+    "outcome",
+    "message",
+    "score",
+    "metrics",
+    "fuel_used",
+    "wall_ms",
+    "peak_memory",
+    "output_sha256",
+]
+
+
+@click.group("eval")
+def eval_() -> None:
+    """Evaluate submissions in the deterministic WASM sandbox (challenge ABI v1)."""
+
+
+@eval_.command("run")
+@click.argument("challenge")
+@click.argument("submissions", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 64),
+    help="Worker processes [default: runtime.jobs in the config, or 1].",
+)
+@click.option(
+    "--epoch", default=0, show_default=True, type=click.IntRange(0), help="Epoch the seed derives from."
+)
+@pass_app
+def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: int | None, epoch: int) -> None:
+    """Evaluate SUBMISSIONS with CHALLENGE (a registry id[@version] or a challenge.toml)."""
+    from platform_cli import evaluation
+
+    jobs = jobs or evaluation.default_jobs(app.config)
+    records = evaluation.run_evaluations(
+        app.state, app.data_dir, challenge, list(submissions), epoch=epoch, jobs=jobs
+    )
+    if app.json or len(records) > 1:
+        output.table(records, _RUN_COLUMNS, as_json=app.json)
+    else:
+        output.record({k: records[0][k] for k in _RECORD_FIELDS}, as_json=False)
+
+
+@eval_.command("list")
+@click.option("--challenge", help="Only this challenge id.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@pass_app
+def list_(app: AppContext, challenge: str | None, limit: int) -> None:
+    """Recorded evaluations, newest first."""
+    from platform_cli import evaluation
+
+    rows = evaluation.list_evaluations(app.state, challenge, limit)
+    output.table(
+        rows,
+        ["id", "challenge_id", "challenge_version", "outcome", "score", "fuel_used", "wall_ms"],
+        as_json=app.json,
+        empty="no evaluations recorded",
+    )
+
+
+@eval_.command("show")
+@click.argument("eval_id", type=int)
+@pass_app
+def show(app: AppContext, eval_id: int) -> None:
+    """One evaluation record in full (including the engine that produced it)."""
+    from platform_cli import evaluation
+
+    output.record(evaluation.show_evaluation(app.state, eval_id), as_json=app.json)
+
+
+@eval_.command("replay")
+@click.argument("eval_id", type=int)
+@pass_app
+def replay(app: AppContext, eval_id: int) -> None:
+    """Re-run a recorded evaluation; fails unless output hash and fuel are identical."""
+    from platform_cli import evaluation
+
+    output.record(evaluation.replay(app.state, app.data_dir, eval_id), as_json=app.json)
+
+
+@eval_.command("conformance")
+@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--challenge",
+    "challenge_toml",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Take limits, entrypoint and params from this challenge.toml.",
+)
+@pass_app
+def conformance(app: AppContext, module: Path, challenge_toml: Path | None) -> None:
+    """Check a challenge module against ABI v1 and print what fails."""
+    from platform_cli.runtime import conformance as conf
+
+    try:
+        data = module.read_bytes()
+    except OSError as exc:
+        raise PlatformError(f"cannot read {module}: {exc.strerror}") from None
+    kwargs = {}
+    if challenge_toml is not None:
+        from platform_cli.config import read_toml
+        from platform_cli.core.challenge import SpecError, parse_spec
+
+        try:
+            spec = parse_spec(read_toml(challenge_toml))
+        except SpecError as exc:
+            raise PlatformError(f"{challenge_toml}: {exc}") from None
+        kwargs = {"entrypoint": spec.entrypoint, "limits": spec.resources, "params": spec.params}
+    checks = conf.check_module(data, **kwargs)
+    rows = [{"check": c.name, "result": "pass" if c.passed else "FAIL", "detail": c.detail} for c in checks]
+    output.table(rows, ["result", "check", "detail"], as_json=app.json)
+    failed = sum(not c.passed for c in checks)
+    if failed:
+        raise PlatformError(f"{module}: {failed} of {len(checks)} conformance checks failed")

@@ -1,0 +1,315 @@
+"""Evaluations behind ``platform eval``: resolve, check, run, record, replay.
+
+Everything that can be refused before the sandbox runs (an unknown challenge, a module
+whose hash differs from its metadata, a malformed or oversized submission) raises a
+:class:`PlatformError` and records nothing. An evaluation that ran is recorded whatever
+its outcome, with the engine that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from platform_cli import registry as reg
+from platform_cli.clock import now_ms
+from platform_cli.config import Config
+from platform_cli.core import abi
+from platform_cli.core.challenge import ChallengeSpec, SpecError, spec_from_canonical
+from platform_cli.errors import PlatformError
+from platform_cli.state import audit
+from platform_cli.state.db import State, write_transaction
+
+log = logging.getLogger("platform.eval")
+
+SUBMISSION_FORMATS = ("bytes", "wasm")
+CACHE_DIRNAME = "module-cache"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    spec: ChallengeSpec
+    module: bytes
+    submission: bytes
+    submission_sha256: str
+    epoch: int
+    seed: bytes
+    data: bytes
+
+    def job(self) -> Any:
+        from platform_cli.runtime.pool import Job
+
+        return Job(
+            self.module,
+            self.spec.module_sha256,
+            self.spec.entrypoint,
+            self.data,
+            self.spec.resources,
+            self.seed,
+        )
+
+
+def cache_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / CACHE_DIRNAME
+
+
+def default_jobs(config: Config) -> int:
+    """``[runtime] jobs`` from the config file (1 when absent)."""
+    table = config.section("runtime")
+    unknown = sorted(set(table) - {"jobs"})
+    if unknown:
+        raise PlatformError(f"{config.path}: runtime.{unknown[0]} is not a known setting")
+    jobs = table.get("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or not 1 <= jobs <= 64:
+        raise PlatformError(f"{config.path}: runtime.jobs = {jobs!r} must be an integer in 1..64")
+    return jobs
+
+
+def resolve_challenge(state: State, ref: str) -> tuple[ChallengeSpec, bytes]:
+    """A challenge.toml path (or its directory), or a registry id as ``ID`` or ``ID@VERSION``."""
+    path = Path(ref)
+    if path.is_dir() and (path / "challenge.toml").is_file():
+        path = path / "challenge.toml"
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise PlatformError(f"challenge file {path} does not exist")
+        return reg.load_challenge(path)
+    challenge_id, _, version = ref.partition("@")
+    shown = reg.show_version(state, challenge_id, version or None)
+    body = {k: v for k, v in shown.items() if k not in ("state", "update_id")}
+    try:
+        spec = spec_from_canonical(body)
+    except SpecError as exc:
+        raise PlatformError(f"registry entry {ref}: {exc}") from None
+    row = state.execute("SELECT content FROM modules WHERE sha256 = ?", [spec.module_sha256]).fetchone()
+    if row is None:
+        raise PlatformError(f"challenge {ref}: module {spec.module_sha256[:16]} is not stored")
+    actual = hashlib.sha256(row[0]).hexdigest()
+    if actual != spec.module_sha256:
+        raise PlatformError(
+            f"challenge {ref}: stored module hashes to {actual}, metadata says {spec.module_sha256}"
+        )
+    return spec, bytes(row[0])
+
+
+def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> None:
+    fmt = spec.params.get("submission_format", "bytes")
+    if fmt not in SUBMISSION_FORMATS:
+        raise PlatformError(
+            f"challenge {spec.id}: params.submission_format {fmt!r} is not one of {SUBMISSION_FORMATS}"
+        )
+    if not submission:
+        raise PlatformError(f"{source}: submission is empty")
+    if fmt == "wasm":
+        import wasmtime
+
+        from platform_cli.runtime import host
+        from platform_cli.runtime.engine import make_config
+        from platform_cli.runtime.validate import MAX_SUBMISSION_MODULE_BYTES, ModuleRefused, validate
+
+        try:
+            validate(
+                submission,
+                max_bytes=MAX_SUBMISSION_MODULE_BYTES,
+                max_memory_bytes=host.NESTED_MEMORY_CAP,
+                allowed_imports=frozenset(),
+            )
+            wasmtime.Module.validate(wasmtime.Engine(make_config()), submission)
+        except ModuleRefused as exc:
+            raise PlatformError(f"{source}: not an acceptable WASM submission: {exc}") from None
+        except wasmtime.WasmtimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise PlatformError(f"{source}: not an acceptable WASM submission: {first}") from None
+
+
+def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, source: str) -> Prepared:
+    if not 0 <= epoch < 2**63:
+        raise PlatformError(f"epoch {epoch} is outside 0..2**63-1")
+    check_submission(spec, submission, source)
+    digest = hashlib.sha256(submission).digest()
+    seed = abi.derive_seed(epoch, digest, bytes.fromhex(spec.module_sha256))
+    data = abi.encode_input(
+        challenge_id=spec.id,
+        version=spec.version,
+        module_sha256=bytes.fromhex(spec.module_sha256),
+        submission=submission,
+        seed=seed,
+        params=spec.params,
+    )
+    if len(data) > spec.resources.max_input_bytes:
+        raise PlatformError(
+            f"{source}: submission of {len(submission)} bytes makes an input of {len(data)} bytes, "
+            f"over the challenge's max_input_bytes {spec.resources.max_input_bytes}"
+        )
+    return Prepared(spec, module, submission, digest.hex(), epoch, seed, data)
+
+
+def read_submission(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PlatformError(f"cannot read submission {path}: {exc.strerror}") from None
+
+
+def execute(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
+    """Run the evaluations in-process (jobs=1) or on a worker pool."""
+    if jobs == 1:
+        from platform_cli.runtime.pool import run_job
+        from platform_cli.runtime.sandbox import Sandbox
+
+        sandbox = Sandbox(cache_dir(data_dir))
+        try:
+            return [run_job(sandbox, p.job()) for p in prepared]
+        finally:
+            sandbox.close()
+    from platform_cli.runtime.pool import WorkerPool
+
+    with WorkerPool(jobs, cache_dir(data_dir)) as pool:
+        return pool.map([p.job() for p in prepared])
+
+
+def record(state: State, prepared: Prepared, run: Any) -> int:
+    from platform_cli.runtime.engine import engine_fingerprint, engine_info
+
+    result = run.result
+    score = result.score if result is not None and run.outcome == "ok" else 0
+    with write_transaction(state):
+        state.execute(
+            "INSERT OR IGNORE INTO submissions (sha256, size, content) VALUES (?, ?, ?)",
+            [prepared.submission_sha256, len(prepared.submission), prepared.submission],
+        )
+        state.execute(
+            "INSERT OR IGNORE INTO modules (sha256, size, content) VALUES (?, ?, ?)",
+            [prepared.spec.module_sha256, len(prepared.module), prepared.module],
+        )
+        cursor = state.execute(
+            "INSERT INTO evaluations (created_ms, challenge_id, challenge_version, module_sha256, spec, "
+            "submission_sha256, epoch, seed, input_sha256, output_sha256, outcome, message, score, valid, "
+            "metrics, fuel_used, wall_ms, peak_memory, host_calls, engine, engine_fingerprint) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                now_ms(),
+                prepared.spec.id,
+                prepared.spec.version,
+                prepared.spec.module_sha256,
+                json.dumps(prepared.spec.to_canonical(), sort_keys=True),
+                prepared.submission_sha256,
+                prepared.epoch,
+                prepared.seed.hex(),
+                hashlib.sha256(prepared.data).hexdigest(),
+                run.output_sha256,
+                run.outcome,
+                run.message,
+                score,
+                int(bool(result and result.valid)),
+                json.dumps(result.metrics if result else {}, sort_keys=True),
+                run.fuel_used,
+                run.wall_ms,
+                run.peak_memory,
+                json.dumps(run.host_calls, sort_keys=True),
+                json.dumps(engine_info(), sort_keys=True),
+                engine_fingerprint(),
+            ],
+        )
+        eval_id = int(cursor.lastrowid or 0)
+        log.info(
+            "event=evaluation id=%d challenge=%s outcome=%s score=%d fuel=%d wall_ms=%d",
+            eval_id,
+            prepared.spec.id,
+            run.outcome,
+            score,
+            run.fuel_used,
+            run.wall_ms,
+        )
+        audit.append(
+            state,
+            "local",
+            "eval.run",
+            {"id": eval_id, "challenge": prepared.spec.id, "outcome": run.outcome, "score": score},
+        )
+    return eval_id
+
+
+def run_evaluations(
+    state: State, data_dir: Path, challenge: str, submissions: list[Path], *, epoch: int, jobs: int
+) -> list[dict[str, Any]]:
+    spec, module = resolve_challenge(state, challenge)
+    prepared = [prepare(spec, module, read_submission(p), epoch, str(p)) for p in submissions]
+    runs = execute(prepared, jobs, data_dir)
+    ids = [record(state, p, r) for p, r in zip(prepared, runs, strict=True)]
+    return [show_evaluation(state, i) for i in ids]
+
+
+_SUMMARY = (
+    "id, challenge_id, challenge_version, submission_sha256, outcome, score, fuel_used, wall_ms, created_ms"
+)
+
+
+def list_evaluations(state: State, challenge: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    sql = f"SELECT {_SUMMARY} FROM evaluations"
+    params: list[Any] = []
+    if challenge:
+        sql += " WHERE challenge_id = ?"
+        params.append(challenge)
+    sql += " ORDER BY id DESC LIMIT ?"
+    params.append(limit)
+    cursor = state.execute(sql, params)
+    names = [c[0] for c in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def show_evaluation(state: State, eval_id: int) -> dict[str, Any]:
+    cursor = state.execute("SELECT * FROM evaluations WHERE id = ?", [eval_id])
+    row = cursor.fetchone()
+    if row is None:
+        raise PlatformError(f"no evaluation {eval_id}")
+    record_ = dict(zip([c[0] for c in cursor.description], row, strict=True))
+    for key in ("metrics", "host_calls", "engine", "spec"):
+        record_[key] = json.loads(record_[key])
+    record_["valid"] = bool(record_["valid"])
+    return record_
+
+
+def replay(state: State, data_dir: Path, eval_id: int) -> dict[str, Any]:
+    """Re-run a recorded evaluation; raise unless output hash, fuel and outcome match."""
+    original = show_evaluation(state, eval_id)
+    spec = spec_from_canonical(original["spec"])
+    module = state.execute("SELECT content FROM modules WHERE sha256 = ?", [spec.module_sha256]).fetchone()
+    submission = state.execute(
+        "SELECT content FROM submissions WHERE sha256 = ?", [original["submission_sha256"]]
+    ).fetchone()
+    if module is None or submission is None:
+        raise PlatformError(f"evaluation {eval_id}: its module or submission is no longer stored")
+    prepared = prepare(
+        spec, bytes(module[0]), bytes(submission[0]), original["epoch"], f"evaluation {eval_id}"
+    )
+    (run,) = execute([prepared], 1, data_dir)
+    report = {
+        "id": eval_id,
+        "outcome": [original["outcome"], run.outcome],
+        "output_sha256": [original["output_sha256"], run.output_sha256],
+        "fuel_used": [original["fuel_used"], run.fuel_used],
+    }
+    mismatched = [
+        key for key in ("outcome", "output_sha256", "fuel_used") if report[key][0] != report[key][1]
+    ]
+    from platform_cli.runtime.engine import engine_fingerprint
+
+    same_engine = original["engine_fingerprint"] == engine_fingerprint()
+    if mismatched:
+        details = "; ".join(f"{k}: recorded {report[k][0]}, replayed {report[k][1]}" for k in mismatched)
+        if not same_engine:
+            details += f" (recorded under another engine: {original['engine']['wasmtime']})"
+        raise PlatformError(f"replay of evaluation {eval_id} DIFFERS: {details}")
+    return {
+        "id": eval_id,
+        "identical": True,
+        "outcome": run.outcome,
+        "output_sha256": run.output_sha256,
+        "fuel_used": run.fuel_used,
+        "same_engine": same_engine,
+    }

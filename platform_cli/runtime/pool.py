@@ -1,0 +1,164 @@
+"""A pool of sandbox worker processes (spawn context, one engine each).
+
+Fork is never used: a forked child of a process that has touched wasmtime can deadlock.
+Each worker announces itself once its engine is up, then serves one job at a time over a
+pipe. The parent watches every worker's pipe and process sentinel: a worker that dies
+or overruns its job's wall-clock budget plus a grace period is killed and replaced, and
+its job comes back as outcome ``failed``, never lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from platform_cli.core.challenge import ResourcePolicy
+from platform_cli.errors import PlatformError
+
+log = logging.getLogger("platform.runtime.pool")
+
+START_TIMEOUT_S = 60.0
+MAX_START_FAILURES = 3
+IDLE = float("inf")
+
+
+@dataclass(frozen=True)
+class Job:
+    module: bytes
+    module_sha256: str
+    entrypoint: str
+    data: bytes
+    limits: ResourcePolicy
+    seed: bytes
+
+
+def run_job(sandbox: Any, job: Job) -> Any:
+    return sandbox.evaluate(job.module, job.module_sha256, job.entrypoint, job.data, job.limits, job.seed)
+
+
+def _worker_main(conn: Connection, cache_dir: Path | None) -> None:
+    from platform_cli.runtime.sandbox import Sandbox
+
+    sandbox = Sandbox(cache_dir)
+    conn.send("ready")
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            break
+        if job is None:
+            break
+        conn.send(run_job(sandbox, job))
+    sandbox.close()
+
+
+def failed_result(message: str) -> Any:
+    from platform_cli.runtime.sandbox import RunResult
+
+    return RunResult(outcome="failed", message=message, fuel_used=0, wall_ms=0, peak_memory=0)
+
+
+class _Worker:
+    def __init__(self, ctx: Any, cache_dir: Path | None) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, cache_dir), daemon=True)
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.started = time.monotonic()
+        self.job: int | None = None
+        self.deadline = self.started + START_TIMEOUT_S
+
+    def kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+class WorkerPool:
+    def __init__(self, workers: int, cache_dir: Path | None = None, grace_s: float = 10.0) -> None:
+        if workers < 1:
+            raise PlatformError(f"--jobs must be at least 1, got {workers}")
+        self._ctx = multiprocessing.get_context("spawn")
+        self.cache_dir = cache_dir
+        self.grace_s = grace_s
+        self.start_failures = 0
+        self.workers = [_Worker(self._ctx, cache_dir) for _ in range(workers)]
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self.workers if w.process.pid is not None]
+
+    def _replace(self, worker: _Worker) -> None:
+        worker.kill()
+        self.workers[self.workers.index(worker)] = _Worker(self._ctx, self.cache_dir)
+
+    def map(self, jobs: list[Job]) -> list[Any]:
+        """Run every job; results in job order. Failed workers yield ``failed`` results."""
+        results: list[Any] = [None] * len(jobs)
+        pending = list(range(len(jobs)))
+        done = 0
+        while done < len(jobs):
+            for worker in self.workers:
+                if worker.ready and worker.job is None and pending:
+                    index = pending.pop(0)
+                    worker.job = index
+                    worker.deadline = time.monotonic() + jobs[index].limits.wall_ms / 1000 + self.grace_s
+                    worker.conn.send(jobs[index])
+            nearest = min(w.deadline for w in self.workers)
+            timeout = None if nearest == IDLE else max(0.0, nearest - time.monotonic())
+            ready = set(
+                wait([w.conn for w in self.workers] + [w.process.sentinel for w in self.workers], timeout)
+            )
+            for worker in list(self.workers):
+                done += self._service(worker, ready, results)
+        return results
+
+    def _service(self, worker: _Worker, ready: set[Any], results: list[Any]) -> int:
+        if worker.conn in ready:
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                message = None
+            if message == "ready":
+                worker.ready, worker.deadline = True, IDLE
+                return 0
+            if message is not None and worker.job is not None:
+                results[worker.job] = message
+                worker.job, worker.deadline = None, IDLE
+                return 1
+        alive = worker.process.is_alive()
+        if alive and time.monotonic() < worker.deadline:
+            return 0
+        reason = f"worker exited with code {worker.process.exitcode}" if not alive else "worker hung"
+        log.warning("event=worker_replaced pid=%s reason=%r job=%s", worker.process.pid, reason, worker.job)
+        index = worker.job
+        if not worker.ready:
+            self.start_failures += 1
+            if self.start_failures >= MAX_START_FAILURES:
+                raise PlatformError(f"sandbox workers fail to start ({reason})")
+        self._replace(worker)
+        if index is None:
+            return 0
+        results[index] = failed_result(f"{reason} while evaluating")
+        return 1
+
+    def close(self) -> None:
+        for worker in self.workers:
+            with contextlib.suppress(OSError, BrokenPipeError):
+                worker.conn.send(None)
+        for worker in self.workers:
+            worker.process.join(timeout=5)
+            worker.kill()
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
