@@ -1,9 +1,12 @@
 """Evaluations behind ``platform eval``: resolve, check, run, record, replay.
 
-Everything that can be refused before the sandbox runs (an unknown challenge, a module
-whose hash differs from its metadata, a malformed or oversized submission) raises a
-:class:`PlatformError` and records nothing. An evaluation that ran is recorded whatever
-its outcome, with the engine that produced it.
+What is wrong on the validator's side (an unknown challenge, a module whose hash differs
+from its metadata, an unreadable file) raises a :class:`PlatformError` and records
+nothing. What is wrong with a miner's submission (empty, malformed, importing outside the
+whitelist, too large for the challenge's input) is that submission's result: it is
+recorded as ``invalid`` with score 0 and the reason, deterministically on every
+validator, and the other submissions of the batch are evaluated as usual. An evaluation
+that ran is recorded whatever its outcome, with the engine that produced it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ log = logging.getLogger("platform.eval")
 
 SUBMISSION_FORMATS = ("bytes", "wasm")
 CACHE_DIRNAME = "module-cache"
+MAX_SUBMISSION_FILE_BYTES = 64 * 1024 * 1024
+
+
+class SubmissionRefused(PlatformError):
+    """The submission itself is unacceptable: recorded as an ``invalid`` evaluation."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class Prepared:
     epoch: int
     seed: bytes
     data: bytes
+    refused: str | None = None
 
     def job(self) -> Any:
         from platform_cli.runtime.pool import Job
@@ -103,7 +112,7 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
             f"challenge {spec.id}: params.submission_format {fmt!r} is not one of {SUBMISSION_FORMATS}"
         )
     if not submission:
-        raise PlatformError(f"{source}: submission is empty")
+        raise SubmissionRefused(f"{source}: submission is empty")
     if fmt == "wasm":
         import wasmtime
 
@@ -120,16 +129,20 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
             )
             wasmtime.Module.validate(wasmtime.Engine(make_config()), submission)
         except ModuleRefused as exc:
-            raise PlatformError(f"{source}: not an acceptable WASM submission: {exc}") from None
+            raise SubmissionRefused(f"not an acceptable WASM submission: {exc}") from None
         except wasmtime.WasmtimeError as exc:
             first = str(exc).strip().splitlines()[0]
-            raise PlatformError(f"{source}: not an acceptable WASM submission: {first}") from None
+            raise SubmissionRefused(f"not an acceptable WASM submission: {first}") from None
 
 
 def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, source: str) -> Prepared:
     if not 0 <= epoch < 2**63:
         raise PlatformError(f"epoch {epoch} is outside 0..2**63-1")
-    check_submission(spec, submission, source)
+    refused = None
+    try:
+        check_submission(spec, submission, source)
+    except SubmissionRefused as exc:
+        refused = str(exc)
     digest = hashlib.sha256(submission).digest()
     seed = abi.derive_seed(epoch, digest, bytes.fromhex(spec.module_sha256))
     data = abi.encode_input(
@@ -140,23 +153,41 @@ def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, s
         seed=seed,
         params=spec.params,
     )
-    if len(data) > spec.resources.max_input_bytes:
-        raise PlatformError(
-            f"{source}: submission of {len(submission)} bytes makes an input of {len(data)} bytes, "
+    if refused is None and len(data) > spec.resources.max_input_bytes:
+        refused = (
+            f"submission of {len(submission)} bytes makes an input of {len(data)} bytes, "
             f"over the challenge's max_input_bytes {spec.resources.max_input_bytes}"
         )
-    return Prepared(spec, module, submission, digest.hex(), epoch, seed, data)
+    if refused is not None:
+        log.info("event=submission_refused source=%s reason=%r", source, refused)
+    return Prepared(spec, module, submission, digest.hex(), epoch, seed, data, refused)
 
 
 def read_submission(path: Path) -> bytes:
     try:
+        size = path.stat().st_size
+        if size > MAX_SUBMISSION_FILE_BYTES:
+            raise PlatformError(f"submission {path} is {size} bytes, over {MAX_SUBMISSION_FILE_BYTES}")
         return path.read_bytes()
     except OSError as exc:
         raise PlatformError(f"cannot read submission {path}: {exc.strerror}") from None
 
 
 def execute(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
-    """Run the evaluations in-process (jobs=1) or on a worker pool."""
+    """Run the evaluations in-process (jobs=1) or on a worker pool; refused ones do not run."""
+    from platform_cli.runtime.sandbox import RunResult
+
+    runnable = [p for p in prepared if p.refused is None]
+    ran = iter(_run(runnable, jobs, data_dir) if runnable else [])
+    return [
+        next(ran)
+        if p.refused is None
+        else RunResult(outcome="invalid", message=p.refused, fuel_used=0, wall_ms=0, peak_memory=0)
+        for p in prepared
+    ]
+
+
+def _run(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
     if jobs == 1:
         from platform_cli.runtime.pool import run_job
         from platform_cli.runtime.sandbox import Sandbox
