@@ -122,3 +122,20 @@ def test_core_imports_only_the_standard_library_and_cbor2() -> None:
 @pytest.mark.parametrize("args", [("--version",), ("-h",)])
 def test_version_and_short_help(run, args: tuple[str, ...]) -> None:
     assert run(*args).exit_code == 0
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`platform keys list | head -0`: the reader is gone before the first write."""
+    from platform_cli.identity import KeyStore
+
+    KeyStore(tmp_path).new("k", "ed25519")
+    listing = subprocess.Popen(
+        [sys.executable, "-m", "platform_cli", "--data-dir", str(tmp_path), "keys", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert listing.stdout is not None and listing.stderr is not None
+    listing.stdout.close()
+    stderr = listing.stderr.read().decode()
+    assert listing.wait(30) == 141
+    assert stderr == ""
