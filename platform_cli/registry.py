@@ -33,6 +33,9 @@ from platform_cli.state import audit, sequences
 from platform_cli.state.db import State, write_transaction
 
 UPDATE_MAX_BYTES = 64 * 1024
+# Registry updates are rare and signed offline, possibly long before they are proposed:
+# the replay window spans about 35 years of millisecond-based sequence numbers.
+UPDATE_REPLAY_WINDOW = 2**40
 MODULE_ACTIONS = (core.Action.ADD, core.Action.UPDATE)
 
 
@@ -126,7 +129,11 @@ def verify_update(
         max_size=UPDATE_MAX_BYTES,
         max_age_ms=None,
     )
-    window = sequences.window(state, update.envelope.signer) if state is not None else None
+    window = (
+        sequences.window(state, update.envelope.signer, kind=core.UPDATE_KIND, size=UPDATE_REPLAY_WINDOW)
+        if state is not None
+        else None
+    )
     try:
         env.verify(update.envelope, policy, verify_signature=verify_signature, now_ms=now_ms(), window=window)
         parsed = core.authorize(update.envelope, sudo or config.network.sudo)
@@ -187,7 +194,9 @@ def propose(state: State, config: Config, update: SignedUpdate) -> str:
             after = core.stage(before, parsed)
         except core.RegistryError as exc:
             raise PlatformError(f"update does not apply to the registry: {exc}") from None
-        sequences.accept(state, envelope.signer, envelope.seq)
+        sequences.accept(
+            state, envelope.signer, envelope.seq, kind=core.UPDATE_KIND, size=UPDATE_REPLAY_WINDOW
+        )
         if update.module is not None:
             state.execute(
                 "INSERT OR IGNORE INTO modules (sha256, size, content) VALUES (?, ?, ?)",

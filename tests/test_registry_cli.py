@@ -227,3 +227,15 @@ def test_sign_reports_bad_metadata_with_file_and_field(run: Run, sudo_key: str, 
     toml.write_text(toml.read_text().replace("fuel = 10_000_000", "fuel = 1.5"))
     result = run("registry", "sign", str(toml), "--key", "sudo", "--action", "add")
     refused(result, r"challenge\.toml: resources\.fuel must be an integer, got 1\.5")
+
+
+def test_updates_signed_long_apart_are_accepted_in_any_order(run: Run, signed: Path) -> None:
+    """The shipped challenge updates were signed long before this one; proposing the
+    newest first must not lock the older ones out."""
+    from tests.conftest import REPO
+
+    assert run("registry", "propose", str(signed)).exit_code == 0
+    for name in ("sort", "predict"):
+        result = run("registry", "propose", str(REPO / "challenges" / name / "update.json"))
+        assert result.exit_code == 0, result.stderr
+    refused(run("registry", "propose", str(REPO / "challenges" / "sort" / "update.json")), "replay")

@@ -132,3 +132,23 @@ def test_audit_verify_command(run, chained: Path) -> None:
     )
     log = run("--json", "audit", "log", "--limit", "2")
     assert [line.count('"seq"') for line in log.stdout.splitlines()] == [1, 1]
+
+
+def test_own_sequence_numbers_are_consecutive_from_a_time_floor(data_dir: Path) -> None:
+    from platform_cli.state import sequences
+
+    with open_state(data_dir) as state:
+        first = sequences.next_own_seq(state, "5signer", floor=1_800_000_000_000)
+        second = sequences.next_own_seq(state, "5signer", floor=1_800_000_009_999)
+        assert (first, second) == (1_800_000_000_000, 1_800_000_000_001)
+
+
+def test_replay_windows_are_per_signer_and_kind(data_dir: Path) -> None:
+    from platform_cli.state import sequences
+
+    with open_state(data_dir) as state:
+        sequences.accept(state, "5signer", 7, kind="a")
+        sequences.accept(state, "5signer", 7, kind="b")
+        with pytest.raises(ValueError, match="already seen"):
+            sequences.accept(state, "5signer", 7, kind="a")
+        assert sequences.window(state, "5signer", kind="a").check(8) is None

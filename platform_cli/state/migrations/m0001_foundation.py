@@ -31,9 +31,11 @@ def migrate(db: sqlite_utils.Database) -> None:
     )
     db.execute(
         """CREATE TABLE signer_windows (
-            signer TEXT PRIMARY KEY,
+            signer TEXT NOT NULL,
+            kind TEXT NOT NULL,
             high INTEGER NOT NULL,
-            seen TEXT NOT NULL
+            seen TEXT NOT NULL,
+            PRIMARY KEY (signer, kind)
         )"""
     )
     db.execute(
