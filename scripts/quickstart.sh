@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up, then walk the embedded devnet through the registry: the devnet sudo owner signs
-# the sample challenge offline, this node verifies and proposes it, and the audit chain
-# is checked. State goes to ./data (or $PLATFORM_DATA_DIR).
+# Set up, then run one validator's pipeline on the embedded devnet: the dev chain, the
+# registry (the devnet sudo owner's signed challenges), deterministic WASM evaluations of
+# sample submissions, and the epoch's weight vector. State goes to ./data (or
+# $PLATFORM_DATA_DIR); run it again to continue on the same state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -9,20 +10,35 @@ export PATH="$PWD/.venv/bin:$PATH"
 export PLATFORM_DATA_DIR=${PLATFORM_DATA_DIR:-$PWD/data}
 step() { printf '\n== %s\n' "$*"; }
 
-step "devnet sudo key (well-known, devnet only)"
-platform keys show devnet-sudo 2>/dev/null || platform keys import --name devnet-sudo \
-  --wallet devnet --hotkey sudo --wallet-path fixtures/wallets
+step "the embedded dev chain and its metagraph"
+platform chain dev status >/dev/null 2>&1 || platform chain dev init
+platform chain sync
 
-step "sign the sample challenge offline"
+step "the devnet sudo key (well-known, devnet only) signs the sample challenge offline"
+platform keys show devnet-sudo >/dev/null 2>&1 || platform keys import --name devnet-sudo \
+  --wallet devnet --hotkey sudo --wallet-path fixtures/wallets
 update="$PLATFORM_DATA_DIR/hello-add.json"
 platform registry sign fixtures/challenge/challenge.toml --key devnet-sudo --action add -o "$update"
 
-step "verify it as any validator would"
-platform registry verify "$update"
-
-step "propose it for consensus"
-platform registry propose "$update" || echo "(proposed in an earlier run: see the list below)"
+step "verify the signed updates as any validator would, and propose them"
+for signed in "$update" challenges/*/update.json; do
+  platform registry verify "$signed" >/dev/null && echo "valid: $signed"
+  platform registry propose "$signed" >/dev/null 2>&1 && echo "proposed: $signed" \
+    || echo "already proposed: $signed"
+done
 platform registry list
+
+step "evaluate sample submissions in the WASM sandbox (2 workers)"
+platform eval run --jobs 2 challenges/sort fixtures/submissions/sort/*.wasm
+platform eval run challenges/predict fixtures/submissions/predict/*.bin
+platform eval run challenges/compress fixtures/submissions/compress/*.wasm
+
+step "replay the newest evaluation bit for bit"
+newest=$(platform --json eval list --limit 1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.readline())["id"])')
+platform eval replay "$newest"
+
+step "this epoch's weight vector (no challenge is active until consensus applies one)"
+platform weights compute
 
 step "check the audit chain"
 platform audit verify
