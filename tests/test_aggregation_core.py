@@ -182,3 +182,29 @@ def test_aggregate_keeps_every_miner_inside_the_honest_range(
     for k, miner in enumerate(miners):
         column = [row[k] for row, _ in honest]
         assert min(column) <= result.medians[("a", miner)] <= max(column)
+
+
+def test_a_lone_validator_cannot_score_its_own_sybil() -> None:
+    """A miner only a small validator scored gets the median of all participants: 0."""
+    stakes_map = {"h1": 40, "h2": 40, "cheat": 5}
+    rs = reports("a", {"h1": {"m1": 500}, "h2": {"m1": 500}, "cheat": {"m1": 500, "m2": SCORE_MAX}})
+    result = aggregate(rs, stakes_map, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=0)
+    assert result.medians[("a", "m2")] == 0
+    assert result.weights == {1: UNITS}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    honest=st.lists(stakes, min_size=1, max_size=8),
+    liar_scores=st.lists(scores, min_size=1, max_size=5),
+)
+def test_miners_scored_only_by_a_minority_get_nothing(honest: list[int], liar_scores: list[int]) -> None:
+    stakes_map = {f"h{i}": stake for i, stake in enumerate(honest)}
+    honest_stake = sum(honest)
+    for j in range(len(liar_scores)):
+        stakes_map[f"b{j}"] = max(1, (honest_stake - 1) // (2 * len(liar_scores)))
+    assume(3 * sum(s for v, s in stakes_map.items() if v.startswith("b")) < sum(stakes_map.values()))
+    rs = [ScoreReport(f"h{i}", "a", "m1", 1000) for i in range(len(honest))]
+    rs += [ScoreReport(f"b{j}", "a", "m2", score) for j, score in enumerate(liar_scores)]
+    result = aggregate(rs, stakes_map, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=0)
+    assert result.medians[("a", "m2")] == 0

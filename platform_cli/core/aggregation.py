@@ -9,9 +9,9 @@ metagraph snapshot, the challenges with their emission shares (ppm) and
 
 1. Reports from hotkeys outside the validator set are ignored; a validator's stake is
    the snapshot's, never what it claims.
-2. Per challenge and miner, the score is the stake-weighted *lower median* of the
-   reports: the smallest reported score whose cumulative stake reaches half of the
-   reporting stake. When validators holding more than half of that stake are honest,
+2. Per challenge and miner, the score is the stake-weighted *lower median* over every
+   validator that reported in the challenge, a missing report counting as 0: the
+   smallest score whose cumulative stake reaches half of the participating stake. When validators holding more than half of that stake are honest,
    the median lies inside the honest reports' range, so a minority below one third
    cannot push it out. A score backed by fewer than ``min_validators`` validators is
    withheld, not guessed.
@@ -124,14 +124,22 @@ def medians(
     stakes: Mapping[str, int],
     challenges: Sequence[ChallengeShare],
 ) -> tuple[dict[tuple[str, str], int], list[Withheld]]:
-    """(challenge, miner) -> median score, and the scores withheld for lack of validators."""
+    """(challenge, miner) -> median score, and the scores withheld for lack of validators.
+
+    The median of a miner is taken over every validator that reported in the challenge
+    this epoch, a validator that did not score the miner counting as 0. Otherwise a
+    single validator could give full marks to a miner nobody else evaluated (its own
+    sybil) and its report alone would be the median.
+    """
     required = {c.challenge: max(1, c.min_validators) for c in challenges}
     grouped: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
+    participants: dict[str, set[str]] = defaultdict(set)
     for report in reports:
         stake = stakes.get(report.validator, 0)
         if stake <= 0 or report.challenge not in required:
             continue
         grouped[(report.challenge, report.miner)][report.validator] = report.score
+        participants[report.challenge].add(report.validator)
     out: dict[tuple[str, str], int] = {}
     withheld: list[Withheld] = []
     for key in sorted(grouped):
@@ -139,7 +147,8 @@ def medians(
         if len(by_validator) < required[key[0]]:
             withheld.append(Withheld(key[0], key[1], len(by_validator), required[key[0]]))
             continue
-        out[key] = weighted_median([(score, stakes[v]) for v, score in by_validator.items()])
+        column = [(by_validator.get(v, 0), stakes[v]) for v in participants[key[0]]]
+        out[key] = weighted_median(column)
     return out, withheld
 
 
