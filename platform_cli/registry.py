@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from platform_cli import files
 from platform_cli.clock import now_ms
 from platform_cli.config import Config, read_toml
 from platform_cli.core import envelope as env
@@ -57,14 +58,8 @@ def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
         spec = parse_spec(read_toml(toml_path))
     except SpecError as exc:
         raise PlatformError(f"{toml_path}: {exc}") from None
-    module_path = toml_path.parent / spec.module_path
-    try:
-        size = module_path.stat().st_size
-        if size > MAX_MODULE_BYTES:
-            raise PlatformError(f"{module_path}: module of {size} bytes exceeds {MAX_MODULE_BYTES}")
-        module = module_path.read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"{toml_path}: module.path {spec.module_path!r}: {exc.strerror}") from None
+    module_path = files.inside(toml_path.parent, spec.module_path, f"{toml_path}: module.path")
+    module = files.read_limited(module_path, MAX_MODULE_BYTES, "module")
     actual = hashlib.sha256(module).hexdigest()
     if actual != spec.module_sha256:
         raise PlatformError(
@@ -97,8 +92,17 @@ def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, a
     return SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
 
 
+UPDATE_FILE_MAX_BYTES = UPDATE_MAX_BYTES + MAX_MODULE_BYTES * 4 // 3 + 1024
+
+
+def load_update(source: str) -> SignedUpdate:
+    """Read a signed update file (``-`` for stdin)."""
+    name = "<stdin>" if source == "-" else source
+    return read_update(files.read_limited(source, UPDATE_FILE_MAX_BYTES, "update"), name)
+
+
 def read_update(text: str | bytes, source: str) -> SignedUpdate:
-    if len(text) > UPDATE_MAX_BYTES + MAX_MODULE_BYTES * 4 // 3 + 1024:
+    if len(text) > UPDATE_FILE_MAX_BYTES:
         raise VerificationFailed(f"{source}: file is larger than any valid update")
     try:
         doc = env.strict_json_loads(text)
@@ -251,6 +255,7 @@ def commit_update(state: State, config: Config, update_id: str) -> core.Registry
                 "UPDATE registry_updates SET status = 'rejected', reason = ?, decided_ms = ? WHERE update_id = ?",
                 [str(exc), now, update_id],
             )
+            _drop_draft(state, update_id)
             audit.append(state, "consensus", "registry.reject", {"update_id": update_id, "reason": str(exc)})
             return before
         _save_versions(state, before, after, now)
@@ -260,6 +265,19 @@ def commit_update(state: State, config: Config, update_id: str) -> core.Registry
         )
         audit.append(state, "consensus", "registry.apply", {"update_id": update_id})
     return after
+
+
+def _drop_draft(state: State, update_id: str) -> None:
+    """Remove the draft version a rejected proposal staged, so it can be proposed again."""
+    row = state.execute(
+        "SELECT challenge_id, version FROM registry_updates WHERE update_id = ? AND action IN ('add', 'update')",
+        [update_id],
+    ).fetchone()
+    if row is not None:
+        state.execute(
+            "DELETE FROM registry_versions WHERE challenge_id = ? AND version = ? AND state = 'draft'",
+            list(row),
+        )
 
 
 def list_versions(state: State, lifecycle: str | None = None) -> list[dict[str, Any]]:

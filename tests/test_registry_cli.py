@@ -131,6 +131,8 @@ def test_replay_after_propose(run: Run, signed: Path) -> None:
         (b'{"envelope": {}}', "envelope fields: missing"),
         (b'{"envelope": 1.5}', "not an integer"),
         (b"[]", "expected an object"),
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"envelope": ' + b"9" * 5000 + b"}", "not acceptable JSON"),
     ],
 )
 def test_garbage_input_gets_a_clear_error(run: Run, tmp_path: Path, content: bytes, message: str) -> None:
@@ -239,3 +241,54 @@ def test_updates_signed_long_apart_are_accepted_in_any_order(run: Run, signed: P
         result = run("registry", "propose", str(REPO / "challenges" / name / "update.json"))
         assert result.exit_code == 0, result.stderr
     refused(run("registry", "propose", str(REPO / "challenges" / "sort" / "update.json")), "replay")
+
+
+def test_a_signature_of_the_wrong_length_is_refused(run: Run, signed: Path) -> None:
+    doc = json.loads(signed.read_text())
+    doc["envelope"]["signature"] = doc["envelope"]["signature"][:-1]
+    signed.write_text(json.dumps(doc))
+    refused(verify(run, signed), "signature must be 128 lowercase hex digits")
+
+
+def test_special_files_are_refused_not_read(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path
+) -> None:
+    import os
+
+    fifo = tmp_path / "update.fifo"
+    os.mkfifo(fifo)
+    refused(verify(run, fifo), "is not a regular file")
+    toml = challenge_dir / "challenge.toml"
+    (challenge_dir / "zero.wasm").symlink_to("/dev/zero")
+    toml.write_text(toml.read_text().replace('path = "hello.wasm"', 'path = "zero.wasm"'))
+    sign_args = ("registry", "sign", str(toml), "--key", "sudo", "--action", "add")
+    refused(run(*sign_args), r"module\.path 'zero\.wasm' leads outside")
+    os.unlink(challenge_dir / "zero.wasm")
+    os.mkfifo(challenge_dir / "zero.wasm")
+    refused(run(*sign_args), "zero.wasm is not a regular file")
+
+
+def test_a_rejected_proposal_leaves_no_draft_behind(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    from platform_cli import registry as reg
+    from platform_cli.config import load_config
+    from platform_cli.state import open_state
+
+    toml = challenge_dir / "challenge.toml"
+    ids = []
+    for version in ("1.0.0", "2.0.0"):
+        toml.write_text(re.sub(r'version = "[^"]*"', f'version = "{version}"', toml.read_text(), count=1))
+        out = tmp_path / f"{version}.json"
+        sign(run, toml, out, action="add")
+        ids.append(json.loads(run("--json", "registry", "propose", str(out)).stdout)["update_id"])
+    with open_state(data_dir) as state:
+        for update_id in ids:
+            reg.commit_update(state, load_config(data_dir), update_id)
+        status = dict(state.execute("SELECT version, status FROM registry_updates").fetchall())
+    assert status == {"1.0.0": "applied", "2.0.0": "rejected"}
+    listed = [json.loads(line) for line in run("--json", "registry", "list").stdout.splitlines()]
+    assert [(r["version"], r["state"]) for r in listed] == [("1.0.0", "active")]
+    out = tmp_path / "update-2.0.0.json"
+    sign(run, toml, out, action="update")
+    assert run("registry", "propose", str(out)).exit_code == 0

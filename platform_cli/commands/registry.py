@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -21,16 +20,6 @@ pass_app = click.make_pass_decorator(AppContext)
 @click.group()
 def registry() -> None:
     """Challenge registry: the sudo owner signs updates, validators verify and propose them."""
-
-
-def _read_update(source: str) -> reg.SignedUpdate:
-    if source == "-":
-        return reg.read_update(sys.stdin.buffer.read(), "<stdin>")
-    try:
-        text = Path(source).read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"cannot read {source}: {exc.strerror}") from None
-    return reg.read_update(text, source)
 
 
 @registry.command("sign")
@@ -70,7 +59,7 @@ def sign(app: AppContext, challenge_toml: Path, key_name: str, action: str, out:
 @pass_app
 def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
     """Verify a signed update: exit 0 if valid, else exit 1 with the reason."""
-    update = _read_update(update_json)
+    update = reg.load_update(update_json)
     state = app.state if (app.data_dir / DB_FILENAME).exists() else None
     parsed = reg.verify_update(update, app.config, sudo=sudo, state=state)
     output.record(
@@ -92,7 +81,7 @@ def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
 @pass_app
 def propose(app: AppContext, update_json: str) -> None:
     """Verify an update and record it as pending for consensus."""
-    update_id = reg.propose(app.state, app.config, _read_update(update_json))
+    update_id = reg.propose(app.state, app.config, reg.load_update(update_json))
     output.record({"update_id": update_id, "status": "pending"}, as_json=app.json)
 
 

@@ -160,8 +160,8 @@ def from_file_json(obj: Any) -> Envelope:
         )
         raise EnvelopeError("malformed", f"envelope fields: {detail}")
     signature = obj["signature"]
-    if not isinstance(signature, str) or not re.fullmatch(r"[0-9a-f]*", signature):
-        raise EnvelopeError("malformed", "signature must be lowercase hex")
+    if not isinstance(signature, str) or not re.fullmatch(f"[0-9a-f]{{{2 * SIGNATURE_BYTES}}}", signature):
+        raise EnvelopeError("malformed", f"signature must be {2 * SIGNATURE_BYTES} lowercase hex digits")
     try:
         canonical.check_value(obj["body"], path="body")
     except canonical.CanonicalError as exc:
@@ -277,3 +277,7 @@ def strict_json_loads(text: str | bytes) -> Any:
         )
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EnvelopeError("malformed", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise EnvelopeError("malformed", "JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise EnvelopeError("malformed", f"not acceptable JSON: {exc}") from None
