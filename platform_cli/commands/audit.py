@@ -28,7 +28,7 @@ def verify(app: AppContext) -> None:
 
 
 @audit.command("log")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 2**63 - 1), default=50, show_default=True)
 @pass_app
 def log(app: AppContext, limit: int) -> None:
     """Show the most recent entries."""
