@@ -69,6 +69,14 @@ def test_bad_seed_is_a_clear_error(run: Run, tmp_path: Path) -> None:
     seed.write_text('{"netuid": 1, "owner": {}, "hyperparameters": {}, "neurons": [{"hotkey": 5}]}')
     result = run("chain", "dev", "init", "--seed", str(seed))
     assert result.exit_code == 1 and "neurons[0]: hotkey = 5 must be a str" in result.stderr
+    seed.write_text(
+        '{"netuid": 1, "owner": {}, "hyperparameters": {}, '
+        '"neurons": [{"hotkey": "h", "coldkey": "c", "stake_tao": 100000000000000000000}]}'
+    )
+    result = run("chain", "dev", "init", "--seed", str(seed))
+    assert (
+        result.exit_code == 1 and "neurons[0]: stake_tao = 100000000000000000000 must be in" in result.stderr
+    )
 
 
 def test_dev_register_then_sync_sees_the_new_neuron(run: Run, data_dir: Path) -> None:
@@ -84,3 +92,35 @@ def test_dev_register_then_sync_sees_the_new_neuron(run: Run, data_dir: Path) ->
     assert snapshot is not None and snapshot.validators()[newcomer] == 50_000 * 10**9
     bad = run("chain", "dev", "register", "not-an-address")
     assert bad.exit_code == 1 and "hotkey 'not-an-address' is not an ss58 address" in bad.stderr
+
+
+HUGE = str(10**20)
+
+
+def test_advance_is_bounded_and_sync_keeps_working(run: Run, data_dir: Path) -> None:
+    ok(run("chain", "dev", "init", "--block-time-ms", "0"))
+    huge = run("chain", "dev", "advance", HUGE)
+    assert huge.exit_code == 2 and "is not in the range 0<=x<=4294967295" in huge.stderr
+    past = run("chain", "dev", "advance", str(2**32 - 1))
+    assert past.exit_code == 1
+    assert f"cannot advance by {2**32 - 1} blocks from block {SEED['start_block']}" in past.stderr
+    assert as_json(run("--json", "chain", "dev", "status"))["head"] == SEED["start_block"]
+    assert as_json(run("--json", "chain", "sync"))["block"] == SEED["start_block"]
+
+
+def test_huge_integer_options_are_usage_errors(run: Run, data_dir: Path) -> None:
+    for args in (
+        ("chain", "dev", "init", "--tempo", HUGE),
+        ("chain", "dev", "init", "--rate-limit", HUGE),
+        ("chain", "dev", "init", "--block-time-ms", HUGE),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and "is not in the range" in result.stderr, args
+    assert not (data_dir / "devchain.db").exists()
+    ok(run("chain", "dev", "init", "--block-time-ms", "0"))
+    for args in (
+        ("chain", "dev", "status", "--extrinsics", HUGE),
+        ("chain", "dev", "register", hotkey("miner-00"), "--stake-tao", HUGE),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and "is not in the range" in result.stderr, args

@@ -191,3 +191,18 @@ def test_registration_on_a_full_subnet_replaces_the_weakest(chain: DevChain) -> 
 def test_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PlatformError, match="chain dev init"):
         DevChain(tmp_path / "none.db")
+
+
+def test_advance_refuses_to_pass_the_last_block(chain: DevChain) -> None:
+    head = chain.head()
+    with pytest.raises(PlatformError, match=f"cannot advance by {2**32} blocks from block {head}"):
+        chain.advance(2**32)
+    assert chain.advance(2**32 - 1 - head) == 2**32 - 1
+    with pytest.raises(PlatformError, match="the dev chain ends at block 4294967295"):
+        chain.advance(1)
+
+
+def test_a_head_past_the_last_block_is_a_clear_error(chain: DevChain, clock: Clock) -> None:
+    clock.ms += 12_000 * 2**32  # the block clock alone runs past u32
+    with pytest.raises(PlatformError, match="is past its last block 4294967295"):
+        chain.head()

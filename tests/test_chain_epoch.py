@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from platform_cli.chain.adapter import ChainClient
 from platform_cli.chain.devchain import DevChain
+from platform_cli.chain.devsubstrate import DevSubstrate
+from platform_cli.chain.records import history
 from platform_cli.chain.runner import WeightSetter
 from platform_cli.chain.settings import ChainSettings, WeightSettings
-from platform_cli.chain.weights import history
+from platform_cli.chain.weights import submit_with
 from platform_cli.core.epoch import Action, Schedule, backoff_ms, ms_until, next_step
+from platform_cli.errors import PlatformError
 from platform_cli.identity import KeyStore
 from platform_cli.state import open_state
 from tests.chain_helpers import NETUID, Run, import_key, ok
@@ -143,3 +149,50 @@ def test_loop_against_a_dead_endpoint_backs_off_and_stops(
         asyncio.run(asyncio.wait_for(main(), 30))
     assert slept == [1.0, 2.0, 4.0]
     assert sum("weights.tick_failed" in r.message for r in caplog.records) == 3
+
+
+class StallingSubstrate(DevSubstrate):
+    """The extrinsic is included, then the answer never comes (a link lost mid-submission)."""
+
+    async def submit(self, call: Any, keypair: Any, **kw: Any) -> Any:
+        await super().submit(call, keypair, **kw)
+        await asyncio.Event().wait()
+
+
+def test_a_lost_answer_leaves_the_submission_pending_until_the_chain_shows_it(
+    run: Run, data_dir: Path
+) -> None:
+    ok(run("chain", "dev", "init", "--tempo", "20", "--rate-limit", "5"))
+    import_key(run, "validator", "validator-0")
+    chain_file = data_dir / "devchain.db"
+    dev = DevChain(chain_file)
+    schedule = Schedule(NETUID, 20)
+    epoch = schedule.epoch_of(dev.head())
+    dev.advance(schedule.deadline(epoch) - 2 - dev.head())
+
+    async def submit() -> None:
+        settings = ChainSettings(dev_db=chain_file, timeout_s=3.0, retries=0)
+        async with ChainClient(settings, StallingSubstrate(dev)) as client:
+            with open_state(data_dir) as state:
+                signer = KeyStore(data_dir).signer("validator")
+                await submit_with(client, state, WeightSettings(), signer, NETUID)
+
+    with pytest.raises(PlatformError, match=r"may or may not have landed \(.*no answer within 3s\)"):
+        asyncio.run(submit())
+    landed = [e for e in dev.extrinsics() if e["function"] == "set_mechanism_weights"]
+    dev.release()
+    assert [e["success"] for e in landed] == [1]
+    (row,) = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert (row["epoch"], row["outcome"]) == (epoch, "pending")
+    assert row["message"].startswith("outcome unknown, pending until the chain shows it")
+    assert "pending (unknown)" in ok(run("weights", "history")).stdout
+    drive(data_dir, schedule.deadline(epoch), WeightSettings(lead_blocks=3))
+    with open_state(data_dir) as state:
+        rows = history(state, NETUID)
+    assert [(r["id"], r["outcome"]) for r in rows] == [(row["id"], "submitted")]
+    assert "interrupted submission" in rows[0]["message"]
+    dev = DevChain(chain_file)
+    assert [e["id"] for e in dev.extrinsics() if e["function"] == "set_mechanism_weights"] == [
+        landed[0]["id"]
+    ]
+    dev.release()

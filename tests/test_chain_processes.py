@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from platform_cli.chain.weights import history
+from platform_cli.chain.records import history
 from platform_cli.state import open_state
 from tests.chain_helpers import NETUID, WALLETS, sdk_read, uid
 

@@ -12,6 +12,7 @@ from platform_cli.chain.devchain import DevChain
 from platform_cli.chain.weights import record_reports
 from platform_cli.core.aggregation import ScoreReport
 from platform_cli.state import open_state
+from platform_cli.state.audit import entries as audit_entries
 from tests.chain_helpers import (
     NETUID,
     Run,
@@ -148,3 +149,60 @@ def test_compute_needs_a_snapshot_and_show_needs_a_vector(run: Run) -> None:
     assert result.exit_code == 1 and "no weight vector computed" in result.stderr
     history = run("weights", "history")
     assert history.exit_code == 0 and "no weight submissions yet" in history.stderr
+
+
+def test_huge_integer_options_are_usage_errors(run: Run) -> None:
+    huge = str(10**20)
+    for args in (
+        ("weights", "compute", "--epoch", huge),
+        ("weights", "show", "--epoch", huge),
+        ("weights", "submit", "--dry-run", "--epoch", huge),
+        ("weights", "history", "--limit", huge),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and "is not in the range" in result.stderr, args
+
+
+def state_rows(data_dir: Path) -> dict[str, list[tuple[Any, ...]]]:
+    tables = ("weight_vectors", "weight_submissions", "metagraph_snapshots", "audit_log")
+    with open_state(data_dir) as state:
+        return {t: state.execute(f"SELECT * FROM {t}").fetchall() for t in tables}
+
+
+def test_dry_run_writes_nothing(run: Run, data_dir: Path, network: int) -> None:
+    ok(run("chain", "dev", "advance", "3"))  # a dry run reads the new head without storing it
+    before = state_rows(data_dir)
+    planned = as_json(run("--json", "weights", "submit", "--dry-run"))
+    assert planned["outcome"] == "planned" and planned["epoch"] == network
+    assert state_rows(data_dir) == before
+    ok(run("keys", "new", "--name", "stranger"))
+    before = state_rows(data_dir)
+    refused = run("weights", "submit", "--dry-run", "--key", "stranger")
+    assert refused.exit_code == 1 and "is not registered on netuid 100" in refused.stderr
+    assert state_rows(data_dir) == before
+    computed = as_json(run("--json", "weights", "compute"))
+    assert computed["vector_hash"] != planned["vector_hash"]  # the dry run saw a newer block
+
+
+def test_a_submitted_vector_is_never_replaced(run: Run, data_dir: Path, network: int) -> None:
+    submitted = as_json(run("--json", "weights", "submit"))
+    with open_state(data_dir) as state:  # a late report would change the epoch's vector
+        late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-03"), 10**9) for i in range(4)]
+        record_reports(state, network, late)
+    again = run("weights", "compute")
+    assert again.exit_code == 1
+    assert f"epoch {network}'s vector {submitted['vector_hash'][:16]}" in again.stderr
+    assert "submission #1 (confirmed)" in again.stderr
+    shown = [json.loads(line) for line in ok(run("--json", "weights", "show")).stdout.splitlines()]
+    assert {r["uid"]: r["u16"] for r in shown} == EXPECTED_U16
+    with open_state(data_dir) as state:
+        (row,) = state.execute("SELECT vector_hash FROM weight_submissions").fetchall()
+        (stored,) = state.execute("SELECT vector_hash FROM weight_vectors").fetchall()
+        (sent,) = [e for e in audit_entries(state) if e.action == "weights.pending"]
+    assert row == stored == (submitted["vector_hash"],)
+    assert sent.detail["vector_hash"] == submitted["vector_hash"]
+    assert {u: w for u, w in sent.detail["u16"]} == EXPECTED_U16
+    # a later submission in the same epoch (outside the rate limit) sends the same vector
+    ok(run("chain", "dev", "advance", "100"))
+    resent = as_json(run("--json", "weights", "submit"))
+    assert resent["outcome"] == "confirmed" and resent["vector_hash"] == submitted["vector_hash"]

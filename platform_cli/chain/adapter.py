@@ -34,6 +34,10 @@ class WeightsRefused(PlatformError):
     """The chain (or the SDK's preflight of the chain's rules) refused the weights."""
 
 
+class SubmissionUnknown(ChainUnavailable):
+    """The link failed while the extrinsic was in flight: it may or may not be included."""
+
+
 @dataclass(frozen=True)
 class Hyperparams:
     netuid: int
@@ -234,7 +238,10 @@ class ChainClient:
             head = await self.block()
             if dry_run:
                 return Submission(path, head, u16, effects, "dry run: nothing submitted", reveal_round)
-            result = await self.call("submit weights", lambda c: c.execute(intent, wallet), retry=False)
+            try:
+                result = await self.call("submit weights", lambda c: c.execute(intent, wallet), retry=False)
+            except ChainUnavailable as exc:
+                raise SubmissionUnknown(str(exc)) from None
         except bt.ChainError as exc:
             raise _refusal(exc, signer.ss58, netuid) from None
         except bt.BittensorError as exc:

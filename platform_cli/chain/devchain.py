@@ -35,6 +35,7 @@ from platform_cli.core.epoch import Schedule
 from platform_cli.errors import PlatformError
 
 MECHANISM_STRIDE = 4096  # GLOBAL_MAX_SUBNET_COUNT: storage index = mechid * stride + netuid
+MAX_BLOCK = 2**32 - 1  # block numbers are u32 on subtensor
 DEFAULT_HYPERPARAMS: dict[str, Any] = {
     "Tempo": 360,
     "WeightsSetRateLimit": 100,
@@ -138,12 +139,24 @@ class DevChain:
         meta = {k: json.loads(v) for k, v in rows.items()}
         elapsed = max(0, self._clock() - meta["genesis_ms"])
         ticks = elapsed // meta["block_time_ms"] if meta["block_time_ms"] > 0 else 0
-        return meta["start_block"] + meta["offset"] + ticks
+        head = meta["start_block"] + meta["offset"] + ticks
+        if head > MAX_BLOCK:
+            raise PlatformError(
+                f"the dev chain {self.path} is past its last block {MAX_BLOCK} (head {head}): "
+                "remove it and run `platform chain dev init`"
+            )
+        return head
 
     def advance(self, blocks: int) -> int:
         if blocks < 0:
             raise PlatformError(f"cannot advance by {blocks} blocks: the chain only moves forward")
         with self._write() as conn:
+            head = self.head()
+            if head + blocks > MAX_BLOCK:
+                raise PlatformError(
+                    f"cannot advance by {blocks} blocks from block {head}: "
+                    f"the dev chain ends at block {MAX_BLOCK} (block numbers are u32)"
+                )
             offset = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'offset'").fetchone()[0])
             conn.execute("UPDATE meta SET value = ? WHERE key = 'offset'", [json.dumps(offset + blocks)])
         return self.head()

@@ -11,17 +11,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from platform_cli.chain.devchain import DevChain
+from platform_cli.chain.devchain import MAX_BLOCK, DevChain
 from platform_cli.clock import now_ms
 from platform_cli.errors import PlatformError
 
 RAO_PER_TAO = 10**9
+MAX_TAO = 21_000_000  # the total TAO supply
 
 
 def _field(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = doc.get(key)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise PlatformError(f"{where}: {key} = {value!r} must be a {kind.__name__}")
+    return value
+
+
+def _bounded(doc: dict[str, Any], key: str, low: int, high: int, where: str) -> int:
+    value = _field(doc, key, int, where)
+    if not low <= value <= high:
+        raise PlatformError(f"{where}: {key} = {value} must be in {low}..{high}")
     return value
 
 
@@ -34,7 +42,9 @@ def load_seed(path: Path) -> dict[str, Any]:
         raise PlatformError(f"{path}: invalid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise PlatformError(f"{path}: the seed must be a JSON object")
-    _field(doc, "netuid", int, str(path))
+    _bounded(doc, "netuid", 0, 65535, str(path))
+    if "start_block" in doc:
+        _bounded(doc, "start_block", 0, MAX_BLOCK, str(path))
     _field(doc, "owner", dict, str(path))
     _field(doc, "hyperparameters", dict, str(path))
     for i, neuron in enumerate(_field(doc, "neurons", list, str(path))):
@@ -43,8 +53,7 @@ def load_seed(path: Path) -> dict[str, Any]:
             raise PlatformError(f"{where} must be an object")
         _field(neuron, "hotkey", str, where)
         _field(neuron, "coldkey", str, where)
-        if _field(neuron, "stake_tao", int, where) < 0:
-            raise PlatformError(f"{where}: stake_tao must not be negative")
+        _bounded(neuron, "stake_tao", 0, MAX_TAO, where)
     return doc
 
 

@@ -16,6 +16,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from platform_cli.chain import records
 from platform_cli.chain import weights as w
 from platform_cli.chain.adapter import ChainClient
 from platform_cli.chain.settings import ChainSettings, WeightSettings
@@ -67,10 +68,10 @@ class WeightSetter:
     def _record_gaps(self, current: int) -> int | None:
         """Epochs that ended without our weights become ``missed`` rows; returns the newest done."""
         mechid, hotkey = self.settings.mechid, self.signer.ss58
-        done = w.last_done_epoch(self.state, self.netuid, mechid, hotkey)
+        done = records.last_done_epoch(self.state, self.netuid, mechid, hotkey)
         if done is not None:
             for epoch in range(max(done + 1, current - MAX_GAP_RECORDS), current):
-                w.record_missed(
+                records.record_missed(
                     self.state, self.netuid, mechid, epoch, hotkey, "deadline passed without weights"
                 )
                 done = epoch
@@ -94,7 +95,7 @@ class WeightSetter:
         if last_update >= max(1, schedule.start(current)) and (done is None or done < current):
             # Our weights already landed this epoch (a submission cut short by a crash, or
             # another process with our hotkey): the chain is the record; never resubmit.
-            w.resolve_pending(
+            records.resolve_pending(
                 self.state, self.netuid, self.settings.mechid, self.signer.ss58, current, last_update
             )
             done = current
@@ -110,7 +111,7 @@ class WeightSetter:
             log.debug("weights.wait epoch=%d until_block=%d head=%d", step.epoch, step.at_block, head)
             return max(1, min(MAX_WAIT_MS, ms_until(head, step.at_block, block_ms)))
         if step.action is Action.SKIP:
-            w.record_missed(
+            records.record_missed(
                 self.state, self.netuid, self.settings.mechid, step.epoch, self.signer.ss58, step.reason
             )
             return 0

@@ -2,57 +2,35 @@
 
 A vector is computed from the epoch's score reports, the newest metagraph snapshot
 (stakes, hotkey -> uid) and the active challenges of the registry, by the pure
-``core.aggregation``; it is stored with its canonical hash. Submission is write-ahead:
-a ``pending`` row first, then the SDK call, then ``submitted`` and, once the chain reads
-back exactly the computed u16 row (or our timelocked commit), ``confirmed``; a refusal
-turns the row ``failed`` and raises. Nothing failed ever reads as submitted.
+``core.aggregation``; it is stored with its canonical hash (``records``). Submission is
+write-ahead: a ``pending`` row first, then the SDK call, then ``submitted`` and, once the
+chain reads back exactly the computed u16 row (or our timelocked commit), ``confirmed``;
+a chain-side refusal turns the row ``failed`` and raises. A lost answer (deadline or
+connection loss while the extrinsic may be in flight) leaves it ``pending``: the outcome
+is unknown until the chain shows it. Nothing failed ever reads as submitted.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
+from platform_cli.chain import records
 from platform_cli.chain import sync as chain_sync
-from platform_cli.chain.adapter import ChainClient, Hyperparams, Submission, WeightsRefused
+from platform_cli.chain.adapter import ChainClient, Hyperparams, Submission, SubmissionUnknown, WeightsRefused
+from platform_cli.chain.records import Vector
 from platform_cli.chain.settings import ChainSettings, WeightSettings
 from platform_cli.clock import now_ms
-from platform_cli.core import aggregation, canonical
+from platform_cli.core import aggregation
 from platform_cli.core.epoch import Schedule
 from platform_cli.errors import PlatformError
 from platform_cli.identity import KeyStore, Signer
-from platform_cli.state import audit
 from platform_cli.state.db import State, write_transaction
 from platform_cli.state.metagraph import Snapshot, latest_snapshot
 
 log = logging.getLogger("platform.weights")
-
-
-@dataclass(frozen=True)
-class Vector:
-    netuid: int
-    mechid: int
-    epoch: int
-    snapshot_block: int
-    weights: dict[int, int]
-    u16: dict[int, int]
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def vector_hash(self) -> str:
-        body = {
-            "netuid": self.netuid,
-            "mechid": self.mechid,
-            "epoch": self.epoch,
-            "snapshot_block": self.snapshot_block,
-            "weights": [[uid, w] for uid, w in sorted(self.weights.items())],
-        }
-        return hashlib.sha256(canonical.encode(body)).hexdigest()
 
 
 def record_reports(state: State, epoch: int, reports: Iterable[aggregation.ScoreReport]) -> int:
@@ -107,16 +85,18 @@ def own_hotkey(data_dir: Path, settings: WeightSettings) -> str | None:
         return None
 
 
-def compute(
-    state: State, netuid: int, settings: WeightSettings, *, epoch: int | None = None, own: str | None = None
+def build(
+    state: State,
+    snapshot: Snapshot,
+    hyper: Hyperparams | None,
+    settings: WeightSettings,
+    *,
+    epoch: int | None = None,
+    own: str | None = None,
 ) -> Vector:
-    """Aggregate the epoch's reports over the newest snapshot and store the vector."""
-    snapshot = latest_snapshot(state, netuid)
-    if snapshot is None:
-        raise PlatformError(f"no metagraph snapshot for netuid {netuid}: run `platform chain sync` first")
-    hyper = chain_sync.latest_hyperparams(state, netuid, snapshot.block)
+    """Aggregate the epoch's reports over ``snapshot``, in memory (nothing is written)."""
     if epoch is None:
-        epoch = Schedule(netuid, snapshot.tempo).epoch_of(snapshot.block)
+        epoch = Schedule(snapshot.netuid, snapshot.tempo).epoch_of(snapshot.block)
     uids = {n.hotkey: n.uid for n in snapshot.neurons}
     try:
         result = aggregation.aggregate(
@@ -146,8 +126,6 @@ def compute(
         "burned_units": result.burned,
         "scored": len(result.medians),
     }
-    vector = Vector(netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
-    _store(state, vector)
     for w in result.withheld:
         log.warning(
             "weights.withheld epoch=%d challenge=%s miner=%s validators=%d required=%d",
@@ -157,87 +135,20 @@ def compute(
             w.validators,
             w.required,
         )
+    return Vector(snapshot.netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
+
+
+def compute(
+    state: State, netuid: int, settings: WeightSettings, *, epoch: int | None = None, own: str | None = None
+) -> Vector:
+    """Aggregate the epoch's reports over the newest snapshot and store the vector."""
+    snapshot = latest_snapshot(state, netuid)
+    if snapshot is None:
+        raise PlatformError(f"no metagraph snapshot for netuid {netuid}: run `platform chain sync` first")
+    hyper = chain_sync.latest_hyperparams(state, netuid, snapshot.block)
+    vector = build(state, snapshot, hyper, settings, epoch=epoch, own=own)
+    records.store(state, vector)
     return vector
-
-
-def _store(state: State, vector: Vector) -> None:
-    with write_transaction(state):
-        state.execute(
-            "INSERT OR REPLACE INTO weight_vectors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                vector.netuid,
-                vector.mechid,
-                vector.epoch,
-                vector.snapshot_block,
-                vector.vector_hash,
-                json.dumps(sorted(vector.weights.items())),
-                json.dumps(sorted(vector.u16.items())),
-                json.dumps(vector.detail, sort_keys=True),
-                now_ms(),
-            ],
-        )
-        audit.append(
-            state,
-            "weights",
-            "weights.compute",
-            {
-                "netuid": vector.netuid,
-                "mechid": vector.mechid,
-                "epoch": vector.epoch,
-                "snapshot_block": vector.snapshot_block,
-                "vector_hash": vector.vector_hash,
-                "uids": len(vector.weights),
-            },
-        )
-
-
-def load(state: State, netuid: int, mechid: int, epoch: int | None = None) -> Vector | None:
-    sql = "SELECT epoch, snapshot_block, weights, u16, detail FROM weight_vectors WHERE netuid = ? AND mechid = ?"
-    params: list[int] = [netuid, mechid]
-    if epoch is not None:
-        sql += " AND epoch = ?"
-        params.append(epoch)
-    row = state.execute(sql + " ORDER BY epoch DESC LIMIT 1", params).fetchone()
-    if row is None:
-        return None
-    ep, block, weights, u16, detail = row
-    return Vector(
-        netuid,
-        mechid,
-        ep,
-        block,
-        {u: w for u, w in json.loads(weights)},
-        {u: w for u, w in json.loads(u16)},
-        json.loads(detail),
-    )
-
-
-def _begin(state: State, vector: Vector, hotkey: str) -> int:
-    with write_transaction(state):
-        cursor = state.execute(
-            "INSERT INTO weight_submissions (netuid, mechid, epoch, hotkey, vector_hash, outcome, path, block, "
-            "message, created_ms) VALUES (?, ?, ?, ?, ?, 'pending', '', NULL, 'submitting', ?)",
-            [vector.netuid, vector.mechid, vector.epoch, hotkey, vector.vector_hash, now_ms()],
-        )
-        return int(cursor.lastrowid or 0)
-
-
-def _finish(state: State, row_id: int, outcome: str, path: str, block: int | None, message: str) -> None:
-    with write_transaction(state):
-        state.execute(
-            "UPDATE weight_submissions SET outcome = ?, path = ?, block = ?, message = ? WHERE id = ?",
-            [outcome, path, block, message, row_id],
-        )
-        row = state.execute(
-            "SELECT netuid, mechid, epoch, hotkey, vector_hash FROM weight_submissions WHERE id = ?", [row_id]
-        ).fetchone()
-        keys = ("netuid", "mechid", "epoch", "hotkey", "vector_hash")
-        audit.append(
-            state,
-            row[3],
-            f"weights.{outcome}",
-            {**dict(zip(keys, row, strict=True)), "path": path, "block": block, "message": message},
-        )
 
 
 async def submit(
@@ -265,9 +176,23 @@ async def submit_with(
     epoch: int | None = None,
     dry_run: bool = False,
 ) -> tuple[Vector, Submission, str]:
-    """:func:`submit` over an open client (the epoch loop keeps one)."""
-    await chain_sync.sync(state, client.settings, netuid, client)
-    vector = compute(state, netuid, settings, epoch=epoch, own=signer.ss58)
+    """:func:`submit` over an open client (the epoch loop keeps one).
+
+    A dry run reads the metagraph and plans in memory: it writes nothing. Once a
+    submission used the epoch's vector, later submissions of that epoch send it again.
+    """
+    snapshot, hyper = await client.metagraph(netuid)
+    if not dry_run:
+        chain_sync.record_sync(state, snapshot, hyper, client.settings.network)
+    if epoch is None:
+        epoch = Schedule(netuid, snapshot.tempo).epoch_of(snapshot.block)
+    vector = None
+    if records.fixed_by(state, netuid, settings.mechid, epoch) is not None:
+        vector = records.load(state, netuid, settings.mechid, epoch)
+    if vector is None:
+        vector = build(state, snapshot, hyper, settings, epoch=epoch, own=signer.ss58)
+        if not dry_run:
+            records.store(state, vector)
     try:
         plan = await client.set_weights(
             netuid,
@@ -279,7 +204,8 @@ async def submit_with(
         )
     except WeightsRefused as exc:
         log.error("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
-        _finish(state, _begin(state, vector, signer.ss58), "failed", "", None, str(exc))
+        if not dry_run:
+            records.finish(state, records.begin(state, vector, signer.ss58), "failed", "", None, str(exc))
         raise
     if plan.u16 and plan.u16 != vector.u16:
         raise PlatformError(
@@ -287,7 +213,7 @@ async def submit_with(
         )
     if dry_run:
         return vector, plan, "planned"
-    row_id = _begin(state, vector, signer.ss58)
+    row_id = records.begin(state, vector, signer.ss58)
     try:
         done = await client.set_weights(
             netuid,
@@ -297,13 +223,23 @@ async def submit_with(
             version_key=settings.version_key,
             dry_run=False,
         )
+    except SubmissionUnknown as exc:
+        # The extrinsic may have been included: only the chain can tell, so the row stays
+        # pending and the epoch loop settles it from the chain (resolve_pending).
+        message = f"outcome unknown, pending until the chain shows it: {exc}"
+        log.error("weights.unknown epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        records.finish(state, row_id, "pending", plan.path, None, message)
+        raise PlatformError(
+            f"weights for epoch {vector.epoch} may or may not have landed ({exc}); "
+            f"submission #{row_id} stays pending until the chain shows it"
+        ) from None
     except PlatformError as exc:
         log.error("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
-        _finish(state, row_id, "failed", plan.path, None, str(exc))
+        records.finish(state, row_id, "failed", plan.path, None, str(exc))
         raise
-    _finish(state, row_id, "submitted", done.path, done.block, done.message)
+    records.finish(state, row_id, "submitted", done.path, done.block, done.message)
     outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
-    _finish(state, row_id, outcome, done.path, done.block, message)
+    records.finish(state, row_id, outcome, done.path, done.block, message)
     return vector, replace(done, message=message), outcome
 
 
@@ -332,63 +268,3 @@ async def uid_of(client: ChainClient, netuid: int, hotkey: str) -> int:
     if uid is None:
         raise PlatformError(f"hotkey {hotkey} is no longer registered on netuid {netuid}")
     return int(uid)
-
-
-def record_missed(state: State, netuid: int, mechid: int, epoch: int, hotkey: str, reason: str) -> None:
-    """A missed epoch is loud: an error in the log and a ``missed`` row in the history."""
-    log.error("weights.missed netuid=%d epoch=%d hotkey=%s reason=%s", netuid, epoch, hotkey, reason)
-    vector = Vector(netuid, mechid, epoch, 0, {}, {})
-    _finish(state, _begin(state, vector, hotkey), "missed", "", None, reason)
-
-
-def resolve_pending(state: State, netuid: int, mechid: int, hotkey: str, epoch: int, block: int) -> None:
-    """Settle write-ahead rows of ``epoch`` once the chain shows our weights (LastUpdate ``block``)."""
-    rows = state.execute(
-        "SELECT id FROM weight_submissions WHERE netuid = ? AND mechid = ? AND hotkey = ? AND epoch = ? "
-        "AND outcome = 'pending'",
-        [netuid, mechid, hotkey, epoch],
-    ).fetchall()
-    message = f"found on chain after an interrupted submission (last update {block})"
-    for (row_id,) in rows:
-        _finish(state, row_id, "submitted", "", block, message)
-    if not rows:
-        vector = Vector(netuid, mechid, epoch, 0, {}, {})
-        _finish(
-            state,
-            _begin(state, vector, hotkey),
-            "submitted",
-            "",
-            block,
-            "weights for this epoch found on chain",
-        )
-
-
-def last_done_epoch(state: State, netuid: int, mechid: int, hotkey: str) -> int | None:
-    """The newest epoch whose weights landed (or that was given up as missed)."""
-    row = state.execute(
-        "SELECT MAX(epoch) FROM weight_submissions WHERE netuid = ? AND mechid = ? AND hotkey = ? "
-        "AND outcome IN ('submitted', 'confirmed', 'missed')",
-        [netuid, mechid, hotkey],
-    ).fetchone()
-    return row[0] if row else None
-
-
-def history(state: State, netuid: int, limit: int = 50) -> list[dict[str, Any]]:
-    cursor = state.execute(
-        "SELECT id, epoch, mechid, hotkey, outcome, path, block, vector_hash, message, created_ms "
-        "FROM weight_submissions WHERE netuid = ? ORDER BY id DESC LIMIT ?",
-        [netuid, limit],
-    )
-    keys = (
-        "id",
-        "epoch",
-        "mechid",
-        "hotkey",
-        "outcome",
-        "path",
-        "block",
-        "vector_hash",
-        "message",
-        "created_ms",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in cursor]

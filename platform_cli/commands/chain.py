@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from platform_cli import output
+from platform_cli.chain.devchain import MAX_BLOCK
+from platform_cli.chain.devseed import MAX_TAO
 from platform_cli.context import AppContext
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -72,11 +74,11 @@ def dev() -> None:
 @dev.command("init")
 @click.option("--seed", type=click.Path(dir_okay=False, path_type=Path), help="Seed metagraph JSON.")
 @click.option(
-    "--block-time-ms", type=click.IntRange(min=0), help="Milliseconds per block (0: only `advance`)."
+    "--block-time-ms", type=click.IntRange(0, 2**31 - 1), help="Milliseconds per block (0: only `advance`)."
 )
-@click.option("--tempo", type=click.IntRange(min=1), help="Blocks per epoch.")
+@click.option("--tempo", type=click.IntRange(1, 65535), help="Blocks per epoch (u16).")
 @click.option("--commit-reveal/--no-commit-reveal", default=None, help="Timelocked commit-reveal weights.")
-@click.option("--rate-limit", type=click.IntRange(min=0), help="Weights rate limit in blocks.")
+@click.option("--rate-limit", type=click.IntRange(0, MAX_BLOCK), help="Weights rate limit in blocks.")
 @pass_app
 def dev_init(
     app: AppContext,
@@ -113,7 +115,7 @@ def dev_init(
 
 @dev.command("status")
 @click.option(
-    "--extrinsics", "last", type=click.IntRange(min=0), default=0, help="Also list the last N extrinsics."
+    "--extrinsics", "last", type=click.IntRange(0, 10**6), default=0, help="Also list the last N extrinsics."
 )
 @pass_app
 def dev_status(app: AppContext, last: int) -> None:
@@ -134,7 +136,7 @@ def dev_status(app: AppContext, last: int) -> None:
 
 
 @dev.command("advance")
-@click.argument("blocks", type=click.IntRange(min=0))
+@click.argument("blocks", type=click.IntRange(0, MAX_BLOCK))
 @pass_app
 def dev_advance(app: AppContext, blocks: int) -> None:
     """Move the dev chain's head forward by BLOCKS (every process sees it)."""
@@ -151,7 +153,7 @@ def dev_advance(app: AppContext, blocks: int) -> None:
 @dev.command("register")
 @click.argument("hotkey")
 @click.option("--coldkey", help="Owning coldkey ss58 [default: the hotkey].")
-@click.option("--stake-tao", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--stake-tao", type=click.IntRange(0, MAX_TAO), default=0, show_default=True)
 @pass_app
 def dev_register(app: AppContext, hotkey: str, coldkey: str | None, stake_tao: int) -> None:
     """Register HOTKEY (ss58) on the dev subnet; a full subnet evicts its weakest neuron."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 import click
 
 from platform_cli import output
+from platform_cli.chain.devchain import MAX_BLOCK
 from platform_cli.context import AppContext
 
 pass_app = click.make_pass_decorator(AppContext)
+EPOCH = click.IntRange(0, MAX_BLOCK)  # an epoch never exceeds the (u32) block number
 
 
 def _settings(app: AppContext):  # -> WeightSettings
@@ -52,7 +54,7 @@ def _summary(vector) -> dict[str, object]:
 
 
 @weights.command("compute")
-@click.option("--epoch", type=click.IntRange(min=0), help="Epoch [default: the snapshot's current epoch].")
+@click.option("--epoch", type=EPOCH, help="Epoch [default: the snapshot's current epoch].")
 @pass_app
 def compute(app: AppContext, epoch: int | None) -> None:
     """Compute (and store) the vector from local state; no chain access."""
@@ -66,15 +68,15 @@ def compute(app: AppContext, epoch: int | None) -> None:
 
 
 @weights.command("show")
-@click.option("--epoch", type=click.IntRange(min=0), help="Epoch [default: the newest computed].")
+@click.option("--epoch", type=EPOCH, help="Epoch [default: the newest computed].")
 @pass_app
 def show(app: AppContext, epoch: int | None) -> None:
     """The stored vector, one row per uid (units of 10**9, ppm, u16 as submitted)."""
-    from platform_cli.chain import weights as w
+    from platform_cli.chain import records
     from platform_cli.errors import PlatformError
 
     settings = _settings(app)
-    vector = w.load(app.state, app.config.network.netuid, settings.mechid, epoch)
+    vector = records.load(app.state, app.config.network.netuid, settings.mechid, epoch)
     if vector is None:
         which = f"epoch {epoch}" if epoch is not None else "any epoch"
         raise PlatformError(f"no weight vector computed for {which}: run `platform weights compute`")
@@ -85,8 +87,12 @@ def show(app: AppContext, epoch: int | None) -> None:
 
 
 @weights.command("submit")
-@click.option("--epoch", type=click.IntRange(min=0), help="Epoch [default: the current epoch].")
-@click.option("--dry-run", is_flag=True, help="Plan only: sync, compute and preflight; submit nothing.")
+@click.option("--epoch", type=EPOCH, help="Epoch [default: the current epoch].")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan only: read the chain, compute and preflight in memory; write nothing.",
+)
 @click.option("--key", "key_name", help="Signing hotkey (platform keys list) [default: weights.hotkey].")
 @pass_app
 def submit(app: AppContext, epoch: int | None, dry_run: bool, key_name: str | None) -> None:
@@ -139,14 +145,21 @@ def run_(app: AppContext, key_name: str | None) -> None:
 
 
 @weights.command("history")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10**6), default=50, show_default=True)
 @pass_app
 def history(app: AppContext, limit: int) -> None:
-    """Submission attempts, newest first; failures stay on record."""
-    from platform_cli.chain import weights as w
+    """Submission attempts, newest first; failures stay on record.
 
+    A ``pending`` row's outcome is unknown (interrupted, or the answer was lost): the
+    chain decides, and ``weights run`` settles it once the chain shows our weights.
+    """
+    from platform_cli.chain import records
+
+    rows = records.history(app.state, app.config.network.netuid, limit)
+    if not app.json:
+        rows = [{**r, "outcome": "pending (unknown)"} if r["outcome"] == "pending" else r for r in rows]
     output.table(
-        w.history(app.state, app.config.network.netuid, limit),
+        rows,
         ("id", "epoch", "outcome", "path", "block", "hotkey", "message"),
         as_json=app.json,
         empty="no weight submissions yet",
