@@ -1,0 +1,108 @@
+"""``platform dht``: records in the Kademlia DHT, through the running node."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from platform_cli import output
+from platform_cli.context import AppContext
+from platform_cli.errors import PlatformError
+from platform_cli.state import audit
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+@click.group()
+def dht() -> None:
+    """Put/get/provide/find records in the Kademlia DHT.
+
+    Namespaces: /sub/<sha256 hex> holds content whose sha256 is the key; /eval/<name>
+    and /ckpt/<name> hold records signed by a validator (use --key to sign).
+    """
+
+
+@dht.command("put")
+@click.argument("key")
+@click.argument("source", metavar="FILE|-")
+@click.option("--key", "key_name", help="Sign the record with this key (/eval/ and /ckpt/ namespaces).")
+@pass_app
+def put(app: AppContext, key: str, source: str, key_name: str | None) -> None:
+    """Store FILE's bytes under KEY (use KEY '/sub/' to have the hash computed)."""
+    from platform_cli.p2p import client, records
+
+    data = sys.stdin.buffer.read() if source == "-" else _read(Path(source))
+    client.require_node(app.state)
+    key, value = records.prepare(app.state, app.data_dir, app.config.network, key, data, key_name)
+    result = client.call(app.state, "dht.put", {"key": key, "value": value})
+    audit.append(app.state, key_name or "local", "dht.put", result)
+    output.record(result, as_json=app.json)
+
+
+@dht.command("get")
+@click.argument("key")
+@click.option(
+    "-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the value here."
+)
+@pass_app
+def get(app: AppContext, key: str, out: Path | None) -> None:
+    """Fetch the value under KEY (local copy first, then the network)."""
+    from platform_cli.p2p import client, records
+
+    records.check_key(key)
+    result = client.call(app.state, "dht.get", {"key": key})
+    if not result["found"]:
+        raise PlatformError(f"no record under {key!r} in the DHT")
+    value = bytes.fromhex(result["value_hex"])
+    if out is not None:
+        out.write_bytes(value)
+        output.record({"key": key, "size": len(value), "written": str(out)}, as_json=app.json)
+    elif app.json:
+        output.record({"key": key, "size": len(value), "value_hex": value.hex()}, as_json=True)
+    else:
+        sys.stdout.buffer.write(value)
+
+
+@dht.command("provide")
+@click.argument("key")
+@pass_app
+def provide(app: AppContext, key: str) -> None:
+    """Announce that this node provides KEY."""
+    from platform_cli.p2p import client
+
+    result = client.call(app.state, "dht.provide", {"key": key})
+    audit.append(app.state, "local", "dht.provide", result)
+    output.record(result, as_json=app.json)
+
+
+@dht.command("providers")
+@click.argument("key")
+@pass_app
+def providers(app: AppContext, key: str) -> None:
+    """Peers that announced they provide KEY."""
+    from platform_cli.p2p import client
+
+    result = client.call(app.state, "dht.providers", {"key": key})
+    rows = [{"peer_id": p} for p in result["providers"]]
+    output.table(rows, ("peer_id",), as_json=app.json, empty=f"no providers for {key!r}")
+
+
+@dht.command("forget")
+@click.argument("key")
+@pass_app
+def forget(app: AppContext, key: str) -> None:
+    """Drop this node's local copy of KEY (the network keeps its copies)."""
+    from platform_cli.p2p import client
+
+    result = client.call(app.state, "dht.forget", {"key": key})
+    audit.append(app.state, "local", "dht.forget", result)
+    output.record(result, as_json=app.json)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PlatformError(f"cannot read {path}: {exc.strerror}") from None

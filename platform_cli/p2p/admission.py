@@ -1,0 +1,127 @@
+"""Admission of gossiped messages against our own state (the adapter around core.gossip).
+
+The validator set is read from the metagraph snapshot in the state (refreshed every few
+seconds), the replay window from ``state.sequences``; accepted messages are written to
+the inbox in the same transaction that advances the window, before they are forwarded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+
+from platform_cli.clock import now_ms
+from platform_cli.core import gossip
+from platform_cli.core.envelope import Network
+from platform_cli.core.replay import SequenceWindow
+from platform_cli.identity import verify_signature
+from platform_cli.p2p import store
+from platform_cli.state import metagraph, sequences
+from platform_cli.state.db import State
+
+log = logging.getLogger("platform.p2p")
+VALIDATOR_SET_TTL_S = 2.0
+
+
+class Admission:
+    def __init__(
+        self,
+        state: State,
+        network: Network,
+        sudo: str,
+        *,
+        rate: int,
+        burst: int,
+        min_stake_rao: int = 0,
+    ) -> None:
+        self.state = state
+        self.network = network
+        self.sudo = sudo
+        self.min_stake_rao = min_stake_rao
+        self.limiter = gossip.RateLimiter(rate, burst)
+        self._validators: frozenset[str] = frozenset()
+        self._loaded_at = -1e9
+        self.local_peer = ""  # set by the node: our own announcements bind nothing
+        self.penalties = gossip.PeerPenalties()
+        self.on_misbehaving: Callable[[str], None] | None = None
+        """Called once with a peer that crossed the penalty threshold (the node bans it)."""
+        self.own_refusals: dict[bytes, str] = {}
+        """Why our own publishes were refused (sha256 of the data -> reason), for the outbox."""
+
+    def validators(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._loaded_at > VALIDATOR_SET_TTL_S:
+            found = metagraph.latest_validator_set(self.state, self.network.netuid, self.min_stake_rao)
+            self._validators = frozenset(found)
+            self._loaded_at = now
+        return self._validators
+
+    def context(self, *, max_age_ms: int | None = 5 * 60 * 1000) -> gossip.Context:
+        return gossip.Context(self.network, self.validators(), self.sudo, max_age_ms=max_age_ms)
+
+    def receive(
+        self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
+    ) -> bool:
+        """Admit and store one message; False (counted) when refused or already held.
+
+        ``forwarder`` is the peer that handed it to us (for sync: the responder)."""
+        parsed = gossip.parse_topic(topic)
+        if parsed is None or parsed[0] != self.network.netuid:
+            return self._reject(
+                topic, "unknown_topic", f"topic {topic!r} is not one of ours", data, origin_peer
+            )
+        short = parsed[1]
+        # A message fetched by sync is old by nature: no age limit, no rate limit; the
+        # inbox's message id deduplicates what we already hold.
+        ctx = self.context(max_age_ms=None if from_sync else 5 * 60 * 1000)
+        decision = gossip.admit(
+            data,
+            short,
+            ctx,
+            now_ms=now_ms(),
+            verify_signature=verify_signature,
+            window_for=None if from_sync else self._window,
+            limiter=None if from_sync else self.limiter,
+        )
+        if not decision.accepted:
+            return self._reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder)
+        envelope = decision.envelope
+        assert envelope is not None
+        if from_sync and store.inbox_has(self.state, envelope.message_id()):
+            return False
+        if envelope.kind == gossip.ANNOUNCE_KIND:
+            problem = gossip.check_announce(envelope, origin_peer)
+            if problem:
+                return self._reject(topic, "bad_announce", problem, data, origin_peer, forwarder)
+        if not store.store_received(
+            self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip"
+        ):
+            return False
+        if log.isEnabledFor(logging.DEBUG):
+            msg_id = envelope.message_id()
+            log.debug(
+                "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder
+            )
+        if envelope.kind == gossip.ANNOUNCE_KIND and origin_peer != self.local_peer:
+            addrs = envelope.body.get("addrs", [])
+            store.bind_hotkey(self.state, origin_peer, envelope.signer, addrs[0] if addrs else "")
+        return True
+
+    def _window(self, signer: str, kind: str) -> SequenceWindow:
+        return sequences.window(self.state, signer, kind=store.window_kind(kind))
+
+    def _reject(self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str) -> bool:
+        log.info("rejected topic=%s reason=%s origin=%s detail=%s", topic, reason, origin, detail)
+        store.count_rejection(self.state, topic, reason, detail)
+        if origin == self.local_peer:
+            self.own_refusals[hashlib.sha256(data).digest()] = f"{reason}: {detail}"
+        elif self._blames(reason, forwarder) and self.penalties.record(forwarder, now_ms()):
+            log.warning("misbehaving peer=%s: repeated invalid messages (last: %s)", forwarder, reason)
+            if self.on_misbehaving is not None:
+                self.on_misbehaving(forwarder)
+        return False
+
+    def _blames(self, reason: str, forwarder: str) -> bool:
+        return reason in gossip.FORWARDER_FAULTS and forwarder not in ("", self.local_peer)

@@ -1,0 +1,360 @@
+"""The running libp2p node behind ``platform peer run``.
+
+One trio process: a Noise-only, Yamux host; GossipSub on our network's topics with
+admission in the topic validators (checked and stored before anything is forwarded);
+KadDHT in server mode with strict namespace validators; the sync protocol. Loops move
+rows between the state and the network: outbox -> publish, requests -> answers, a
+re-dial loop for bootstrap and announced peers, heartbeat and peer table, announcements.
+SIGINT/SIGTERM cancel everything and the node exits cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import trio
+from libp2p import new_host
+from libp2p.crypto.x25519 import create_new_key_pair as x25519_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.host.ping import PingService
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub import pubsub as pubsub_module
+from libp2p.pubsub import rpc_queue
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
+from libp2p.security.noise.transport import Transport as NoiseTransport
+from libp2p.tools.anyio_service import background_trio_service
+
+from platform_cli.clock import now_ms
+from platform_cli.config import NetworkConfig
+from platform_cli.core import gossip
+from platform_cli.errors import PlatformError
+from platform_cli.p2p import control, keys, store, sync
+from platform_cli.p2p import dht as dht_adapter
+from platform_cli.p2p.admission import Admission
+from platform_cli.p2p.config import GOSSIP_WINDOW, NodeSettings
+from platform_cli.state.db import open_state
+
+log = logging.getLogger("platform.p2p")
+QUEUE_SIZE = 8192
+POLL_S = 0.02
+FIRST_SYNC_MS = 3_600_000
+"""History a peer we never synced from is asked for."""
+LATENCY_EVERY_S = 10
+
+
+def raise_queue_limits(size: int = QUEUE_SIZE) -> None:
+    """py-libp2p's default queues (32) drop messages silently under bursts."""
+    pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = size
+    rpc_queue.RpcQueue.__init__.__defaults__ = (size, rpc_queue.DefaultMaxMessageSize)
+
+
+class Node:
+    def __init__(self, data_dir: Path, settings: NodeSettings, network: NetworkConfig) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = settings
+        self.network = network
+        self.state = open_state(self.data_dir)
+        self.admission = Admission(
+            self.state,
+            network.network,
+            network.sudo,
+            rate=settings.rate_per_signer,
+            burst=settings.burst_per_signer,
+            min_stake_rao=settings.min_validator_stake_rao,
+        )
+        self.topics = {short: gossip.topic_name(network.netuid, short) for short in gossip.TOPICS}
+        self.signer = None
+        if settings.key:
+            from platform_cli.identity import KeyStore
+
+            self.signer = KeyStore(self.data_dir).signer(settings.key)
+        raise_queue_limits()
+        pair = keys.load_or_create(self.data_dir)
+        noise = NoiseTransport(pair, noise_privkey=x25519_key_pair().private_key)
+        self.host = new_host(key_pair=pair, sec_opt={NOISE_ID: noise}, muxer_preference="YAMUX")
+        self.peer_id = self.host.get_id().to_base58()
+        self.admission.local_peer = self.peer_id
+        self.admission.on_misbehaving = self.ban
+        self.gossipsub = GossipSub(
+            protocols=[TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")],
+            gossip_window=GOSSIP_WINDOW,
+            degree=6,
+            degree_low=4,
+            degree_high=12,
+            heartbeat_initial_delay=0.1,
+            heartbeat_interval=1,
+            spam_protection_enabled=False,  # per-signer limits live in our admission
+            eclipse_protection_enabled=False,
+            # "Adaptive gossip" stretches the heartbeat to 30-60 s once network health drops
+            # (a peer lost or banned): mesh repair and cache expiry would stall for a minute.
+            adaptive_gossip_enabled=False,
+        )
+        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True)
+        for topic in self.topics.values():
+            self.pubsub.set_topic_validator(topic, self._validator(topic), False)
+        # Created before any connection, or its routing table stays empty.
+        self.dht = KadDHT(self.host, DHTMode.SERVER, strict_validation=True)
+        dht_adapter.install(self.dht, self.admission)
+        self.host.set_stream_handler(TProtocol(sync.PROTOCOL), self._sync_handler)
+        self.ping = PingService(self.host)
+        self.connected: set[ID] = set()
+        self.addrs: list[str] = []
+        self._announce_due = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # ------------------------------------------------------------ admission
+
+    def _validator(self, topic: str) -> Any:
+        def validate(forwarder: ID, msg: Any) -> bool:
+            try:
+                origin = ID(msg.from_id).to_base58()
+                return self.admission.receive(topic, msg.data, origin, forwarder=forwarder.to_base58())
+            except Exception:  # a bug or a locked database must not kill the pubsub reader
+                log.exception("admission failed topic=%s", topic)
+                return False
+
+        return validate
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        listen = [multiaddr.Multiaddr(a) for a in self.settings.listen]
+        store.mark_all_disconnected(self.state)
+        restored = dht_adapter.restore(self.dht, self.admission)
+        async with (
+            self.host.run(listen_addrs=listen),
+            background_trio_service(self.pubsub),
+            background_trio_service(self.gossipsub),
+            background_trio_service(self.dht),
+        ):
+            await self.pubsub.wait_until_ready()
+            subscriptions = [await self.pubsub.subscribe(t) for t in self.topics.values()]
+            self.addrs = [f"{a}/p2p/{self.peer_id}" for a in self.host.get_transport_addrs()]
+            store.write_node(self.state, self.peer_id, self.addrs, now_ms())
+            log.info("node up peer_id=%s addrs=%s dht_restored=%d", self.peer_id, self.addrs, restored)
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    for sub in subscriptions:
+                        nursery.start_soon(self._drain, sub)
+                    nursery.start_soon(self._outbox_loop)
+                    nursery.start_soon(control.serve, self)
+                    nursery.start_soon(self._redial_loop)
+                    nursery.start_soon(self._status_loop, nursery)
+                    nursery.start_soon(self._announce_loop)
+                    task_status.started(self.addrs)
+            finally:
+                store.clear_node(self.state)
+                store.mark_all_disconnected(self.state)
+
+    async def _drain(self, sub: Any) -> None:
+        """Messages are stored by the validator; keep the subscription channel empty."""
+        async for _ in sub:
+            pass
+
+    # ------------------------------------------------------------ outbox
+
+    async def _outbox_loop(self) -> None:
+        while True:
+            rows = store.queued_outgoing(self.state)
+            for row_id, topic, wire in rows:
+                await self.publish(row_id, topic, wire)
+            await trio.sleep(0 if rows else POLL_S)
+
+    async def publish(self, row_id: int, topic: str, wire: bytes) -> None:
+        if topic not in self.topics.values():
+            store.mark_outgoing(self.state, row_id, f"topic {topic} is not one of this network's")
+            return
+        try:
+            await self.pubsub.publish(topic, wire)
+        except Exception as exc:
+            store.mark_outgoing(self.state, row_id, f"{type(exc).__name__}: {exc}")
+            return
+        # Our own validator ran on it too; publish() does not say when it refused.
+        refusal = self.admission.own_refusals.pop(hashlib.sha256(wire).digest(), "")
+        store.mark_outgoing(self.state, row_id, refusal and f"refused by this node's admission ({refusal})")
+
+    # ------------------------------------------------------------ peers
+
+    async def dial(self, addr: str) -> str:
+        info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+        if info.peer_id == self.host.get_id():
+            raise ValueError("that address is this node")
+        with trio.fail_after(10):
+            await self.host.connect(info)
+        store.upsert_peer(self.state, info.peer_id.to_base58(), addr=addr, connected=True)
+        return info.peer_id.to_base58()
+
+    def _dial_targets(self) -> list[str]:
+        targets = list(dict.fromkeys([*self.settings.bootstrap, *store.known_addrs(self.state)]))
+        skip = {p.to_base58() for p in self.host.get_connected_peers()} | {self.peer_id}
+        skip |= {p.to_base58() for p in self.pubsub.get_blacklisted_peers()}
+        return [a for a in targets if a.rsplit("/p2p/", 1)[-1] not in skip]
+
+    async def _redial_loop(self) -> None:
+        while True:
+            for addr in self._dial_targets():
+                try:
+                    await self.dial(addr)
+                    log.info("dialed addr=%s", addr)
+                except (Exception, trio.TooSlowError) as exc:
+                    log.debug("dial failed addr=%s error=%s", addr, exc)
+            await trio.sleep(self.settings.redial_interval_s)
+
+    async def _status_loop(self, nursery: trio.Nursery) -> None:
+        known: dict[bytes, bytes] = {}
+        tick = 0
+        while True:
+            store.heartbeat(self.state)
+            log.debug("status peers=%d gossip_cache=%d", len(self.connected), len(self.gossipsub.mcache.msgs))
+            now = set(self.host.get_connected_peers())
+            new = now - self.connected
+            for peer in new:
+                store.upsert_peer(self.state, peer.to_base58(), connected=True)
+                await self.dht.add_peer(peer)
+                nursery.start_soon(self.sync_from, peer)
+                self._announce_due.set()
+            for peer in self.connected - now:
+                store.upsert_peer(self.state, peer.to_base58(), connected=False)
+            self.connected = now
+            due = now if tick % LATENCY_EVERY_S == 0 else new
+            if due:
+                nursery.start_soon(self._measure_latency, sorted(due, key=str))
+            dht_adapter.mirror_new(self.dht, self.admission, known)
+            tick += 1
+            await trio.sleep(1)
+
+    async def _measure_latency(self, peers: list[ID]) -> None:
+        for peer in peers:
+            try:
+                with trio.fail_after(5):
+                    t0 = time.perf_counter()
+                    await self.ping.ping(peer)
+                    latency = int((time.perf_counter() - t0) * 1e6)
+                store.upsert_peer(self.state, peer.to_base58(), latency_us=latency, connected=True)
+            except (Exception, trio.TooSlowError) as exc:
+                log.debug("ping failed peer=%s error=%s", peer, exc)
+
+    def ban(self, peer_id: str) -> None:
+        """Cut off a misbehaving peer for this run: no gossip, no re-dial; recorded.
+
+        py-libp2p's blacklist drops the peer's stream but leaves it in the router's mesh
+        and its outbound queue open, which kills the gossipsub heartbeat (and with it the
+        message cache's expiry): remove it from both, as for a dead peer, and hang up.
+        """
+        peer = ID.from_base58(peer_id)
+        self.pubsub.add_to_blacklist(peer)
+        self.gossipsub.remove_peer(peer)
+        queue = self.pubsub.peer_queues.pop(peer, None)
+        if queue is not None:
+            queue.close()
+        if self._nursery is not None:
+            self._nursery.start_soon(self._hang_up, peer)
+        store.ban_peer(self.state, peer_id)
+
+    async def _hang_up(self, peer: ID) -> None:
+        try:
+            await self.host.disconnect(peer)
+        except Exception as exc:
+            log.info("disconnect failed peer=%s error=%s", peer, exc)
+
+    # ------------------------------------------------------------ announcements
+
+    async def _announce_loop(self) -> None:
+        if self.signer is None:
+            return
+        while True:
+            with trio.move_on_after(self.settings.announce_interval_s):
+                await self._announce_due.wait()
+                await trio.sleep(1.5)  # let the new peer join the mesh first
+            self._announce_due = trio.Event()
+            self.announce()
+
+    def announce(self) -> None:
+        from platform_cli.p2p.outgoing import seal_for
+
+        body = {"peer_id": self.peer_id, "addrs": self.addrs}
+        envelope = seal_for(self.state, self.network.network, self.signer, gossip.ANNOUNCE_KIND, body)
+        store.queue_outgoing(self.state, self.topics["announce"], envelope)
+
+    # ------------------------------------------------------------ sync
+
+    async def _sync_handler(self, stream: Any) -> None:
+        await sync.handle(self.state, stream)
+
+    async def sync_from(self, peer: ID) -> int:
+        """Fetch what ``peer`` holds beyond our cursor for it, through admission; then
+        advance the cursor (after storing: a crash in between only re-fetches)."""
+        peer_id = peer.to_base58()
+        after = store.sync_cursor(self.state, peer_id)
+        since = 0 if after else max(0, now_ms() - FIRST_SYNC_MS)
+        try:
+            with trio.fail_after(30):
+                stream = await self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)])
+                items, row = await sync.fetch(stream, {"op": "since", "after_row": after, "since_ms": since})
+        except (Exception, trio.TooSlowError) as exc:
+            log.info("sync failed peer=%s error=%s", peer, exc)
+            return 0
+        added = sum(
+            self.admission.receive(t, w, peer_id, forwarder=peer_id, from_sync=True) for t, w in items
+        )
+        store.set_sync_cursor(self.state, peer_id, max(row, after))
+        log.info("synced peer=%s offered=%d added=%d cursor=%d", peer, len(items), added, row)
+        return added
+
+
+def check_ports_free(listen: tuple[str, ...]) -> None:
+    """py-libp2p listens with SO_REUSEPORT, so a second node on a taken port would start
+    and silently share its connections: bind a plain socket first to refuse that."""
+    for addr in listen:
+        ma = multiaddr.Multiaddr(addr)
+        protocols = {p.name for p in ma.protocols()}
+        if "tcp" not in protocols or int(ma.value_for_protocol("tcp")) == 0:
+            continue
+        family = socket.AF_INET6 if "ip6" in protocols else socket.AF_INET
+        host = ma.value_for_protocol("ip6" if "ip6" in protocols else "ip4")
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, int(ma.value_for_protocol("tcp"))))
+            except OSError as exc:
+                raise PlatformError(f"cannot listen on {addr}: {exc.strerror}") from None
+
+
+def run_forever(data_dir: Path, settings: NodeSettings, network: NetworkConfig) -> None:
+    """Run the node until SIGINT or SIGTERM."""
+    check_ports_free(settings.listen)
+
+    async def main() -> None:
+        node = Node(data_dir, settings, network)
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_signals, scope)
+                await nursery.start(node.run)
+                print(json.dumps({"peer_id": node.peer_id, "addrs": node.addrs}), flush=True)
+        node.state.close()
+        log.info("node stopped peer_id=%s", node.peer_id)
+
+    try:
+        trio.run(main)
+    except OSError as exc:
+        raise PlatformError(f"cannot listen on {', '.join(settings.listen)}: {exc.strerror or exc}") from None
+
+
+async def _watch_signals(scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("signal=%s shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return

@@ -1,0 +1,359 @@
+"""The SQLite bridge between the running host and everything else.
+
+Inbox rows are written in the same transaction that advances the signer's replay window
+(write-ahead: a message is on record before the host forwards it). Outbox rows and
+requests are queued by commands and claimed by the host. Nothing here imports libp2p.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from platform_cli.clock import now_ms
+from platform_cli.core import envelope as env
+from platform_cli.state import sequences
+from platform_cli.state.db import State, write_transaction
+
+NODE_STALE_MS = 5_000
+
+
+# ---------------------------------------------------------------- inbox
+
+
+def window_kind(kind: str) -> str:
+    """The gossip layer keeps its own replay windows, apart from the consumers' (the
+    registry, consensus) that act on the same messages later with their own rules."""
+    return f"p2p/{kind}"
+
+
+def store_received(
+    state: State, topic: str, envelope: env.Envelope, wire: bytes, from_peer: str, via: str = "gossip"
+) -> bool:
+    """Record an admitted message and advance its signer's window; False if already held."""
+    msg_id = envelope.message_id()
+    with write_transaction(state):
+        if state.execute("SELECT 1 FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone():
+            return False
+        kind = window_kind(envelope.kind)
+        if sequences.window(state, envelope.signer, kind=kind).check(envelope.seq) is None:
+            sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
+        state.execute(
+            "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                msg_id,
+                topic,
+                envelope.kind,
+                envelope.signer,
+                envelope.seq,
+                envelope.ts_ms,
+                from_peer,
+                via,
+                wire,
+                now_ms(),
+            ],
+        )
+    return True
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    row: int
+    topic: str
+    envelope: env.Envelope
+    from_peer: str
+    via: str
+    received_ms: int
+
+
+def read_inbox(
+    state: State, *, after_row: int = 0, kinds: list[str] | None = None, limit: int = 1000
+) -> list[InboxMessage]:
+    """Admitted messages in arrival order after ``after_row``: how components consume
+    gossip (keep the last ``row`` seen as a cursor). Envelopes were verified on admission."""
+    sql = "SELECT rowid, topic, envelope, from_peer, via, received_ms FROM p2p_inbox WHERE rowid > ?"
+    params: list[Any] = [after_row]
+    if kinds:
+        sql += f" AND kind IN ({','.join('?' * len(kinds))})"
+        params += kinds
+    rows = state.execute(sql + " ORDER BY rowid LIMIT ?", [*params, limit])
+    return [
+        InboxMessage(row, topic, env.from_wire(wire, max_size=len(wire)), peer, via, received)
+        for row, topic, wire, peer, via, received in rows
+    ]
+
+
+def inbox_has(state: State, msg_id: str) -> bool:
+    return state.execute("SELECT 1 FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone() is not None
+
+
+def inbox_rows(state: State, *, topic: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    sql = "SELECT msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, received_ms FROM p2p_inbox"
+    params: list[Any] = []
+    if topic:
+        sql += " WHERE topic = ?"
+        params.append(topic)
+    sql += " ORDER BY received_ms DESC, msg_id"
+    if limit:
+        sql += " LIMIT ?"
+        params.append(limit)
+    cursor = state.execute(sql, params)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def inbox_since(
+    state: State, since_ms: int, after_row: int, max_bytes: int
+) -> tuple[list[tuple[str, bytes]], int]:
+    """(topic, wire) of messages received after ``since_ms``, in arrival order, from row
+    ``after_row`` on, up to ``max_bytes`` (at least one); and the row cursor to go on from."""
+    out: list[tuple[str, bytes]] = []
+    size = 0
+    rows = state.execute(
+        "SELECT rowid, topic, envelope FROM p2p_inbox WHERE rowid > ? AND received_ms > ? ORDER BY rowid",
+        [after_row, since_ms],
+    )
+    for rowid, topic, wire in rows:
+        if out and size + len(wire) > max_bytes:
+            break
+        out.append((topic, wire))
+        size += len(wire)
+        after_row = rowid
+    return out, after_row
+
+
+def sync_cursor(state: State, peer_id: str) -> int:
+    """The peer's inbox row up to which we have synced from it (0: never)."""
+    row = state.execute("SELECT sync_row FROM p2p_peers WHERE peer_id = ?", [peer_id]).fetchone()
+    return row[0] if row else 0
+
+
+def set_sync_cursor(state: State, peer_id: str, row: int) -> None:
+    with write_transaction(state):
+        state.execute("UPDATE p2p_peers SET sync_row = ? WHERE peer_id = ?", [row, peer_id])
+
+
+# ---------------------------------------------------------------- rejections
+
+
+def count_rejection(state: State, topic: str, reason: str, detail: str) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_rejections (topic, reason, count, last_ms, last_detail) VALUES (?, ?, 1, ?, ?) "
+            "ON CONFLICT (topic, reason) DO UPDATE SET count = count + 1, last_ms = excluded.last_ms, "
+            "last_detail = excluded.last_detail",
+            [topic, reason, now_ms(), detail[:300]],
+        )
+
+
+def rejections(state: State) -> list[dict[str, Any]]:
+    cursor = state.execute(
+        "SELECT topic, reason, count, last_ms, last_detail FROM p2p_rejections ORDER BY topic, reason"
+    )
+    return [{"topic": t, "reason": r, "count": c, "last_ms": m, "last_detail": d} for t, r, c, m, d in cursor]
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def queue_outgoing(state: State, topic: str, envelope: env.Envelope) -> int:
+    with write_transaction(state):
+        cursor = state.execute(
+            "INSERT INTO p2p_outbox (topic, msg_id, envelope, status, created_ms) VALUES (?, ?, ?, 'queued', ?)",
+            [topic, envelope.message_id(), envelope.to_wire(), now_ms()],
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def queued_outgoing(state: State, limit: int = 100) -> list[tuple[int, str, bytes]]:
+    return list(
+        state.execute(
+            "SELECT id, topic, envelope FROM p2p_outbox WHERE status = 'queued' ORDER BY id LIMIT ?", [limit]
+        )
+    )
+
+
+def mark_outgoing(state: State, row_id: int, error: str = "") -> None:
+    status = "failed" if error else "published"
+    with write_transaction(state):
+        state.execute(
+            "UPDATE p2p_outbox SET status = ?, error = ?, published_ms = ? WHERE id = ?",
+            [status, error, now_ms(), row_id],
+        )
+
+
+# ---------------------------------------------------------------- node status and peers
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    peer_id: str
+    addrs: list[str]
+    pid: int
+    started_ms: int
+    heartbeat_ms: int
+
+    def alive(self, now: int) -> bool:
+        if now - self.heartbeat_ms > NODE_STALE_MS:
+            return False
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def write_node(state: State, peer_id: str, addrs: list[str], started_ms: int) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_node (id, peer_id, addrs, pid, started_ms, heartbeat_ms) VALUES (1, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET peer_id = excluded.peer_id, addrs = excluded.addrs, "
+            "pid = excluded.pid, started_ms = excluded.started_ms, heartbeat_ms = excluded.heartbeat_ms",
+            [peer_id, json.dumps(addrs), os.getpid(), started_ms, now_ms()],
+        )
+
+
+def heartbeat(state: State) -> None:
+    with write_transaction(state):
+        state.execute(
+            "UPDATE p2p_node SET heartbeat_ms = ? WHERE id = 1 AND pid = ?", [now_ms(), os.getpid()]
+        )
+
+
+def clear_node(state: State) -> None:
+    with write_transaction(state):
+        state.execute("DELETE FROM p2p_node WHERE id = 1 AND pid = ?", [os.getpid()])
+
+
+def read_node(state: State) -> NodeStatus | None:
+    row = state.execute(
+        "SELECT peer_id, addrs, pid, started_ms, heartbeat_ms FROM p2p_node WHERE id = 1"
+    ).fetchone()
+    if not row:
+        return None
+    return NodeStatus(row[0], json.loads(row[1]), row[2], row[3], row[4])
+
+
+def running_node(state: State) -> NodeStatus | None:
+    node = read_node(state)
+    return node if node and node.alive(now_ms()) else None
+
+
+def upsert_peer(
+    state: State, peer_id: str, *, addr: str | None = None, latency_us: int | None = None, connected: bool
+) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_peers (peer_id, addr, latency_us, connected, last_seen_ms) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (peer_id) DO UPDATE SET addr = CASE WHEN excluded.addr = '' THEN addr "
+            "ELSE excluded.addr END, latency_us = COALESCE(excluded.latency_us, latency_us), "
+            "connected = excluded.connected, last_seen_ms = excluded.last_seen_ms",
+            [peer_id, addr or "", latency_us, int(connected), now_ms()],
+        )
+
+
+def bind_hotkey(state: State, peer_id: str, hotkey: str, addr: str) -> None:
+    """Record a validator's signed announcement: its hotkey runs ``peer_id``."""
+    with write_transaction(state):
+        state.execute(
+            "UPDATE p2p_peers SET hotkey = NULL WHERE hotkey = ? AND peer_id != ?", [hotkey, peer_id]
+        )
+        state.execute(
+            "INSERT INTO p2p_peers (peer_id, hotkey, addr, connected, last_seen_ms) VALUES (?, ?, ?, 0, ?) "
+            "ON CONFLICT (peer_id) DO UPDATE SET hotkey = excluded.hotkey, addr = CASE WHEN addr = '' "
+            "THEN excluded.addr ELSE addr END",
+            [peer_id, hotkey, addr, now_ms()],
+        )
+
+
+def mark_all_disconnected(state: State) -> None:
+    """At node start and stop; bans last one run of the node, so they are lifted too."""
+    with write_transaction(state):
+        state.execute("UPDATE p2p_peers SET connected = 0, banned_ms = NULL")
+
+
+def ban_peer(state: State, peer_id: str) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_peers (peer_id, connected, banned_ms, last_seen_ms) VALUES (?, 0, ?, ?) "
+            "ON CONFLICT (peer_id) DO UPDATE SET connected = 0, banned_ms = excluded.banned_ms",
+            [peer_id, now_ms(), now_ms()],
+        )
+
+
+def peers(state: State) -> list[dict[str, Any]]:
+    cursor = state.execute(
+        "SELECT peer_id, hotkey, addr, latency_us, connected, banned_ms, last_seen_ms FROM p2p_peers "
+        "ORDER BY connected DESC, peer_id"
+    )
+    names = ("peer_id", "hotkey", "addr", "latency_us", "connected", "banned_ms", "last_seen_ms")
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def known_addrs(state: State) -> list[str]:
+    return [row[0] for row in state.execute("SELECT addr FROM p2p_peers WHERE addr != ''")]
+
+
+# ---------------------------------------------------------------- requests (commands -> host)
+
+
+def queue_request(state: State, op: str, arg: dict[str, Any]) -> int:
+    from platform_cli.core import canonical
+
+    with write_transaction(state):
+        cursor = state.execute(
+            "INSERT INTO p2p_requests (op, arg, status, created_ms) VALUES (?, ?, 'queued', ?)",
+            [op, canonical.encode(arg), now_ms()],
+        )
+    return int(cursor.lastrowid or 0)
+
+
+def claim_requests(state: State) -> list[tuple[int, str, bytes]]:
+    """Queued requests, marked running so that they are served once."""
+    with write_transaction(state):
+        rows = state.execute(
+            "SELECT id, op, arg FROM p2p_requests WHERE status = 'queued' ORDER BY id"
+        ).fetchall()
+        state.conn.executemany(
+            "UPDATE p2p_requests SET status = 'running' WHERE id = ?", [(r[0],) for r in rows]
+        )
+    return rows
+
+
+def finish_request(state: State, request_id: int, result: Any, error: str = "") -> None:
+    with write_transaction(state):
+        state.execute(
+            "UPDATE p2p_requests SET status = ?, result = ?, done_ms = ? WHERE id = ?",
+            ["failed" if error else "done", error or json.dumps(result), now_ms(), request_id],
+        )
+
+
+def request_result(state: State, request_id: int) -> tuple[str, str] | None:
+    row = state.execute("SELECT status, result FROM p2p_requests WHERE id = ?", [request_id]).fetchone()
+    return (row[0], row[1]) if row and row[0] in ("done", "failed") else None
+
+
+# ---------------------------------------------------------------- DHT mirror
+
+
+def mirror_record(state: State, key: str, value: bytes) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_dht_records (key, value, stored_ms) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, stored_ms = excluded.stored_ms",
+            [key, value, now_ms()],
+        )
+
+
+def mirrored(state: State) -> list[tuple[str, bytes]]:
+    return list(state.execute("SELECT key, value FROM p2p_dht_records ORDER BY key"))
+
+
+def forget_record(state: State, key: str) -> None:
+    with write_transaction(state):
+        state.execute("DELETE FROM p2p_dht_records WHERE key = ?", [key])

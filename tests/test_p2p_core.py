@@ -1,0 +1,277 @@
+"""Pure admission rules (core.gossip, core.dhtrec) and the sync protocol's framing."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+
+import pytest
+import trio
+import trio.testing
+
+from platform_cli.core import dhtrec, gossip
+from platform_cli.core import envelope as env
+from platform_cli.core.replay import SequenceWindow
+from platform_cli.identity import KeyStore, Signer, verify_signature
+from platform_cli.p2p import store, sync
+from platform_cli.state.db import open_state
+
+NET = env.Network(100, "platform-devnet")
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> tuple[Signer, Signer, Signer]:
+    store_ = KeyStore(tmp_path / "k")
+    for name in ("validator", "outsider", "sudo"):
+        store_.new(name, "ed25519")
+    return store_.signer("validator"), store_.signer("outsider"), store_.signer("sudo")
+
+
+def seal(
+    signer: Signer, kind: str, body: object = None, *, seq: int = 1, ts: int = NOW, net=NET
+) -> env.Envelope:
+    return env.seal(
+        network=net, kind=kind, signer=signer.ss58, scheme=signer.scheme, seq=seq, ts_ms=ts, body=body or {},
+        sign=signer.sign,
+    )  # fmt: skip
+
+
+def decide(envelope: env.Envelope | bytes, topic: str, validators, sudo: str = "", **kw) -> gossip.Decision:
+    data = envelope if isinstance(envelope, bytes) else envelope.to_wire()
+    ctx = gossip.Context(NET, frozenset(validators), sudo)
+    return gossip.admit(
+        data, topic, ctx, now_ms=kw.pop("now", NOW), verify_signature=verify_signature,
+        window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None),
+    )  # fmt: skip
+
+
+def test_topic_names_are_versioned_per_network() -> None:
+    assert gossip.topic_name(7, "consensus") == "/platform/7/consensus/1"
+    assert gossip.parse_topic("/platform/7/consensus/1") == (7, "consensus")
+    assert gossip.parse_topic("/platform/7/consensus/2") is None
+    assert gossip.parse_topic("/platform/7/gossip/1") is None
+    with pytest.raises(ValueError, match="unknown topic"):
+        gossip.topic_name(7, "chat")
+
+
+def test_admission_accepts_a_valid_message(keys) -> None:
+    validator, _, _ = keys
+    decision = decide(seal(validator, "evaluation", {"score": 1}), "evaluations", {validator.ss58})
+    assert decision.accepted and decision.envelope.body == {"score": 1}
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("forged", "bad_signature"),
+        ("wrong_network", "wrong_network"),
+        ("wrong_kind", "wrong_kind"),
+        ("wrong_role", "wrong_role"),
+        ("stale", "stale"),
+        ("future", "stale"),
+        ("oversized", "oversized"),
+        ("garbage", "non_canonical"),
+        ("unknown_topic", "unknown_topic"),
+        ("registry_not_sudo", "wrong_role"),
+    ],
+)
+def test_admission_refuses_with_a_reason(keys, case: str, reason: str) -> None:
+    validator, outsider, sudo = keys
+    validators = {validator.ss58}
+    topic = "submissions"
+    message: env.Envelope | bytes = seal(validator, "submission")
+    if case == "forged":
+        message = dataclasses.replace(message, body={"changed": 1})
+    elif case == "wrong_network":
+        message = seal(validator, "submission", net=env.Network(100, "elsewhere"))
+    elif case == "wrong_kind":
+        message = seal(validator, "evaluation")
+    elif case == "wrong_role":
+        topic, message = "evaluations", seal(outsider, "evaluation")
+    elif case == "stale":
+        message = seal(validator, "submission", ts=NOW - 10 * 60 * 1000)
+    elif case == "future":
+        message = seal(validator, "submission", ts=NOW + 10 * 60 * 1000)
+    elif case == "oversized":
+        message = seal(validator, "submission", {"blob": b"x" * gossip.MAX_MESSAGE_BYTES})
+    elif case == "garbage":
+        message = b"\xff\x00garbage"
+    elif case == "unknown_topic":
+        topic = "chat"
+    elif case == "registry_not_sudo":
+        topic, message = "registry", seal(validator, "registry.update")
+    decision = decide(message, topic, validators, sudo.ss58)
+    assert not decision.accepted
+    assert decision.reason == reason, decision.detail
+
+
+def test_registry_updates_only_from_sudo_votes_only_from_validators(keys) -> None:
+    validator, outsider, sudo = keys
+    assert decide(seal(sudo, "registry.update"), "registry", {validator.ss58}, sudo.ss58).accepted
+    assert decide(seal(validator, "registry.vote"), "registry", {validator.ss58}, sudo.ss58).accepted
+    assert (
+        decide(seal(outsider, "registry.vote"), "registry", {validator.ss58}, sudo.ss58).reason
+        == "wrong_role"
+    )
+
+
+def test_anyone_may_submit(keys) -> None:
+    _, outsider, _ = keys
+    assert decide(seal(outsider, "submission"), "submissions", set()).accepted
+
+
+def test_replay_window_is_consulted(keys) -> None:
+    validator, _, _ = keys
+    message = seal(validator, "submission", seq=5)
+    seen = SequenceWindow().accept(5)
+    decision = decide(message, "submissions", set(), window_for=lambda signer, kind: seen)
+    assert decision.reason == "replay"
+    assert decide(message, "submissions", set(), window_for=lambda signer, kind: SequenceWindow()).accepted
+
+
+def test_rate_limit_per_signer_with_time_passed_in(keys) -> None:
+    validator, outsider, _ = keys
+    limiter = gossip.RateLimiter(rate=10, burst=3)
+    results = [
+        decide(seal(validator, "submission", seq=i), "submissions", set(), limiter=limiter) for i in range(4)
+    ]
+    assert [r.accepted for r in results] == [True, True, True, False]
+    assert results[-1].reason == "rate_limited"
+    assert decide(seal(outsider, "submission"), "submissions", set(), limiter=limiter).accepted
+    later = decide(seal(validator, "submission", seq=9), "submissions", set(), limiter=limiter, now=NOW + 100)
+    assert later.accepted  # 100 ms at 10/s refills one token
+
+
+def test_rate_limiter_forgets_idle_signers() -> None:
+    limiter = gossip.RateLimiter(rate=10, burst=5, prune_every=100)
+    for i in range(99):
+        assert limiter.allow(f"signer{i}", NOW)
+    assert len(limiter) == 99
+    assert limiter.allow("late", NOW + 10_000)  # the 100th call prunes the refilled buckets
+    assert len(limiter) == 1
+
+
+def test_forgeries_do_not_spend_the_signers_rate(keys) -> None:
+    validator, _, _ = keys
+    limiter = gossip.RateLimiter(rate=1, burst=1)
+    forged = dataclasses.replace(seal(validator, "submission"), body={"x": 1})
+    for _ in range(5):
+        assert decide(forged, "submissions", set(), limiter=limiter).reason == "bad_signature"
+    assert decide(seal(validator, "submission", seq=2), "submissions", set(), limiter=limiter).accepted
+
+
+def test_peer_penalties_trip_once_per_window() -> None:
+    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
+    assert [penalties.record("p", NOW + i) for i in range(4)] == [False, False, True, False]
+    assert not penalties.record("q", NOW)
+    fresh = gossip.PeerPenalties(threshold=2, window_ms=1000)
+    assert not fresh.record("p", NOW)
+    assert not fresh.record("p", NOW + 5000)  # the first fault has aged out
+    assert fresh.record("p", NOW + 5001)
+
+
+def test_announcement_must_name_the_sending_peer(keys) -> None:
+    validator, _, _ = keys
+    announce = seal(
+        validator, gossip.ANNOUNCE_KIND, {"peer_id": "12D3KooWA", "addrs": ["/ip4/1.2.3.4/tcp/1"]}
+    )
+    assert gossip.check_announce(announce, "12D3KooWA") is None
+    assert "came from" in gossip.check_announce(announce, "12D3KooWB")
+
+
+def test_content_records_must_hash_to_their_key() -> None:
+    value = b"submission bytes"
+    key = dhtrec.content_key(value)
+    assert key == "/sub/" + hashlib.sha256(value).hexdigest()
+    dhtrec.check_content(key, value)
+    with pytest.raises(dhtrec.RecordError, match="does not hash"):
+        dhtrec.check_content(key, value + b"!")
+    with pytest.raises(dhtrec.RecordError, match="namespace"):
+        dhtrec.check_content("/other/" + "0" * 64, value)
+
+
+def test_signed_records_check_signer_role_key_binding_and_pick_the_newest(keys) -> None:
+    validator, outsider, _ = keys
+    ctx = dhtrec.SignedContext(NET, {validator.ss58})
+
+    def record(signer: Signer, key: str, seq: int = 1, ts: int = NOW) -> bytes:
+        return seal(signer, "evaluation", {"key": key, "data": b"d"}, seq=seq, ts=ts).to_wire()
+
+    good = record(validator, "/eval/e1")
+    assert dhtrec.check_signed("/eval/e1", good, ctx, verify_signature=verify_signature, now_ms=NOW).seq == 1
+    with pytest.raises(dhtrec.RecordError, match="not a validator"):
+        dhtrec.check_signed(
+            "/eval/e1", record(outsider, "/eval/e1"), ctx, verify_signature=verify_signature, now_ms=NOW
+        )
+    with pytest.raises(dhtrec.RecordError, match="record body must be"):
+        dhtrec.check_signed("/eval/e2", good, ctx, verify_signature=verify_signature, now_ms=NOW)
+    with pytest.raises(dhtrec.RecordError, match="not accepted"):
+        dhtrec.check_signed("/ckpt/e1", good, ctx, verify_signature=verify_signature, now_ms=NOW)
+    newer = record(validator, "/eval/e1", seq=2, ts=NOW + 1)
+    assert dhtrec.select_signed([good, newer]) == 1
+
+
+class _StreamAdapter:
+    """trio's in-memory stream with the read/write/close shape of a libp2p stream."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+
+    async def read(self, n: int) -> bytes:
+        return await self.stream.receive_some(n)
+
+    async def write(self, data: bytes) -> None:
+        await self.stream.send_all(data)
+
+    async def close(self) -> None:
+        await self.stream.aclose()
+
+
+def test_sync_chunks_large_ranges_and_returns_everything(keys, tmp_path: Path) -> None:
+    validator, _, _ = keys
+    state = open_state(tmp_path / "node")
+    topic = gossip.topic_name(NET.netuid, "submissions")
+    sent = []
+    for i in range(60):  # 60 x ~40 KiB: well beyond one 1 MiB chunk
+        envelope = seal(validator, "submission", {"i": i, "blob": bytes(40_000)}, seq=i + 1)
+        store.store_received(state, topic, envelope, envelope.to_wire(), "peer")
+        sent.append(envelope.to_wire())
+    frames = sync.answer_chunks(state, {"op": "since", "after_row": 0, "since_ms": 0})
+    assert len(frames) >= 2
+    assert all(sum(len(w) for _, w in items) <= sync.CHUNK_BYTES for items, _ in frames)
+    first_items, first_row = frames[0]
+    rest = sync.answer_chunks(state, {"op": "since", "after_row": first_row, "since_ms": 0})
+    assert [w for items, _ in rest for _, w in items] == sent[len(first_items) :]
+
+    async def exchange() -> tuple[list[tuple[str, bytes]], int]:
+        client_side, server_side = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sync.handle, state, _StreamAdapter(server_side))
+            return await sync.fetch(_StreamAdapter(client_side), {"op": "since", "after_row": 0})
+
+    got, row = trio.run(exchange)
+    assert [w for _, w in got] == sent
+    assert row == frames[-1][1]
+    by_id = sync.answer_chunks(state, {"op": "get", "ids": [env.from_wire(sent[3]).message_id()]})
+    assert by_id == [([[topic, sent[3]]], 0)]
+    with pytest.raises(sync.SyncError, match="unknown op"):
+        sync.answer_chunks(state, {"op": "drop tables"})
+    state.close()
+
+
+def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:
+    validator, _, _ = keys
+    state = open_state(tmp_path / "node")
+    topic = gossip.topic_name(NET.netuid, "evaluations")
+    sent = [seal(validator, "evaluation" if i % 2 else "submission", {"i": i}, seq=i + 1) for i in range(6)]
+    for envelope in sent:
+        assert store.store_received(state, topic, envelope, envelope.to_wire(), "peerA")
+    assert not store.store_received(state, topic, sent[0], sent[0].to_wire(), "peerB")  # deduplicated
+    first = store.read_inbox(state, kinds=["evaluation"], limit=2)
+    assert [m.envelope for m in first] == [sent[1], sent[3]]
+    rest = store.read_inbox(state, after_row=first[-1].row, kinds=["evaluation"])
+    assert [m.envelope for m in rest] == [sent[5]]
+    assert {m.via for m in first + rest} == {"gossip"}
+    state.close()
