@@ -24,6 +24,7 @@ from platform_cli.config import Config
 from platform_cli.core import abi
 from platform_cli.core.challenge import ChallengeSpec, SpecError, spec_from_canonical
 from platform_cli.errors import PlatformError
+from platform_cli.files import read_limited
 from platform_cli.state import audit
 from platform_cli.state.db import State, write_transaction
 
@@ -52,6 +53,8 @@ class Prepared:
     def job(self) -> Any:
         from platform_cli.runtime.pool import Job
 
+        # A WASM submission is compiled before the evaluation's clock starts.
+        wasm = self.spec.params.get("submission_format") == "wasm"
         return Job(
             self.module,
             self.spec.module_sha256,
@@ -59,6 +62,7 @@ class Prepared:
             self.data,
             self.spec.resources,
             self.seed,
+            (self.submission,) if wasm else (),
         )
 
 
@@ -78,17 +82,32 @@ def default_jobs(config: Config) -> int:
     return jobs
 
 
-def resolve_challenge(state: State, ref: str) -> tuple[ChallengeSpec, bytes]:
-    """A challenge.toml path (or its directory), or a registry id as ``ID`` or ``ID@VERSION``."""
+def resolve_challenge(state: State, ref: str) -> tuple[ChallengeSpec, bytes, str]:
+    """A challenge.toml path (or its directory), or a registry id as ``ID`` or ``ID@VERSION``.
+
+    Returns the spec, the module and where it came from: ``file`` or the registry state.
+    A bare ``ID`` means its active version only; a draft or deprecated version runs only
+    when named as ``ID@VERSION`` (and says so in the log and the output). A retired
+    version is refused: its scores can no longer count for anything.
+    """
     path = Path(ref)
     if path.is_dir() and (path / "challenge.toml").is_file():
         path = path / "challenge.toml"
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise PlatformError(f"challenge file {path} does not exist")
-        return reg.load_challenge(path)
+        return (*reg.load_challenge(path), "file")
     challenge_id, _, version = ref.partition("@")
     shown = reg.show_version(state, challenge_id, version or None)
+    if not version and shown["state"] != "active":
+        raise PlatformError(
+            f"challenge {challenge_id!r} has no active version (latest {shown['version']} is "
+            f"{shown['state']}); name a version explicitly as {challenge_id}@VERSION"
+        )
+    if shown["state"] == "retired":
+        raise PlatformError(f"challenge {ref} is retired and is no longer evaluated")
+    if shown["state"] != "active":
+        log.warning("event=non_active_challenge challenge=%s state=%s", ref, shown["state"])
     body = {k: v for k, v in shown.items() if k not in ("state", "update_id")}
     try:
         spec = spec_from_canonical(body)
@@ -102,7 +121,7 @@ def resolve_challenge(state: State, ref: str) -> tuple[ChallengeSpec, bytes]:
         raise PlatformError(
             f"challenge {ref}: stored module hashes to {actual}, metadata says {spec.module_sha256}"
         )
-    return spec, bytes(row[0])
+    return spec, bytes(row[0]), shown["state"]
 
 
 def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> None:
@@ -117,7 +136,7 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
         import wasmtime
 
         from platform_cli.runtime import host
-        from platform_cli.runtime.engine import make_config
+        from platform_cli.runtime.engine import validation_engine
         from platform_cli.runtime.validate import MAX_SUBMISSION_MODULE_BYTES, ModuleRefused, validate
 
         try:
@@ -126,8 +145,9 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
                 max_bytes=MAX_SUBMISSION_MODULE_BYTES,
                 max_memory_bytes=host.NESTED_MEMORY_CAP,
                 allowed_imports=frozenset(),
+                submission=True,
             )
-            wasmtime.Module.validate(wasmtime.Engine(make_config()), submission)
+            wasmtime.Module.validate(validation_engine(), submission)
         except ModuleRefused as exc:
             raise SubmissionRefused(f"not an acceptable WASM submission: {exc}") from None
         except wasmtime.WasmtimeError as exc:
@@ -164,13 +184,8 @@ def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, s
 
 
 def read_submission(path: Path) -> bytes:
-    try:
-        size = path.stat().st_size
-        if size > MAX_SUBMISSION_FILE_BYTES:
-            raise PlatformError(f"submission {path} is {size} bytes, over {MAX_SUBMISSION_FILE_BYTES}")
-        return path.read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"cannot read submission {path}: {exc.strerror}") from None
+    """A regular file of at most MAX_SUBMISSION_FILE_BYTES (never a FIFO or a device)."""
+    return read_limited(path, MAX_SUBMISSION_FILE_BYTES, "submission")
 
 
 def execute(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
@@ -268,11 +283,11 @@ def record(state: State, prepared: Prepared, run: Any) -> int:
 def run_evaluations(
     state: State, data_dir: Path, challenge: str, submissions: list[Path], *, epoch: int, jobs: int
 ) -> list[dict[str, Any]]:
-    spec, module = resolve_challenge(state, challenge)
+    spec, module, source = resolve_challenge(state, challenge)
     prepared = [prepare(spec, module, read_submission(p), epoch, str(p)) for p in submissions]
     runs = execute(prepared, jobs, data_dir)
     ids = [record(state, p, r) for p, r in zip(prepared, runs, strict=True)]
-    return [show_evaluation(state, i) for i in ids]
+    return [{**show_evaluation(state, i), "challenge_state": source} for i in ids]
 
 
 _SUMMARY = (

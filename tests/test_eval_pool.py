@@ -74,3 +74,16 @@ def test_hung_worker_is_replaced_and_its_job_failed():
         assert out[0].outcome == "failed" and "hung" in out[0].message
         assert victim not in pool.pids()
         assert pool.map([good_job()])[0].outcome == "ok"
+
+
+def test_worker_that_died_idle_is_replaced_and_the_batch_completes():
+    with WorkerPool(2) as pool:
+        assert [r.outcome for r in pool.map([good_job(), good_job()])] == ["ok", "ok"]
+        victim = pool.workers[0]
+        os.kill(victim.process.pid, signal.SIGKILL)
+        victim.process.join(timeout=30)
+        assert not victim.process.is_alive()
+        # the next job is sent to the dead worker first: its pipe is broken
+        results = pool.map([good_job(), good_job(), good_job()])
+        assert [r.outcome for r in results] == ["ok", "ok", "ok"]
+        assert victim.process.pid not in pool.pids()

@@ -88,7 +88,13 @@ def test_cache_memory_disk_and_integrity(engine, tmp_path):
     assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
     warm = ModuleCache(engine, "fp", tmp_path)
     assert call(warm.get("a" * 64, data), engine) == 7
-    assert warm.stats == {"memory_hits": 0, "disk_hits": 1, "compiles": 0, "rejected_artifacts": 0}
+    assert warm.stats == {
+        "memory_hits": 0,
+        "disk_hits": 1,
+        "compiles": 0,
+        "rejected_artifacts": 0,
+        "write_failures": 0,
+    }
     # a different engine fingerprint never reuses the artifact
     other = ModuleCache(engine, "other-fp", tmp_path)
     other.get("a" * 64, data)

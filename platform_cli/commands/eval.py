@@ -12,7 +12,18 @@ from platform_cli.errors import PlatformError
 
 pass_app = click.make_pass_decorator(AppContext)
 
-_RUN_COLUMNS = ["id", "challenge_id", "outcome", "score", "fuel_used", "wall_ms", "message"]
+MAX_INT = 2**63 - 1  # SQLite's integer range
+
+_RUN_COLUMNS = [
+    "id",
+    "challenge_id",
+    "challenge_state",
+    "outcome",
+    "score",
+    "fuel_used",
+    "wall_ms",
+    "message",
+]
 _RECORD_FIELDS = [
     "id",
     "challenge_id",
@@ -26,6 +37,7 @@ _RECORD_FIELDS = [
     "wall_ms",
     "peak_memory",
     "output_sha256",
+    "challenge_state",
 ]
 
 
@@ -44,7 +56,11 @@ def eval_() -> None:
     help="Worker processes [default: runtime.jobs in the config, or 1].",
 )
 @click.option(
-    "--epoch", default=0, show_default=True, type=click.IntRange(0), help="Epoch the seed derives from."
+    "--epoch",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, MAX_INT),
+    help="Epoch the seed derives from.",
 )
 @pass_app
 def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: int | None, epoch: int) -> None:
@@ -55,6 +71,9 @@ def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: in
     records = evaluation.run_evaluations(
         app.state, app.data_dir, challenge, list(submissions), epoch=epoch, jobs=jobs
     )
+    source = records[0]["challenge_state"]
+    if source not in ("active", "file"):
+        click.echo(f"warning: challenge {challenge} is {source}, not active", err=True)
     if app.json or len(records) > 1:
         output.table(records, _RUN_COLUMNS, as_json=app.json)
     else:
@@ -63,7 +82,7 @@ def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: in
 
 @eval_.command("list")
 @click.option("--challenge", help="Only this challenge id.")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1))
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, MAX_INT))
 @pass_app
 def list_(app: AppContext, challenge: str | None, limit: int) -> None:
     """Recorded evaluations, newest first."""
@@ -79,7 +98,7 @@ def list_(app: AppContext, challenge: str | None, limit: int) -> None:
 
 
 @eval_.command("show")
-@click.argument("eval_id", type=int)
+@click.argument("eval_id", type=click.IntRange(1, MAX_INT))
 @pass_app
 def show(app: AppContext, eval_id: int) -> None:
     """One evaluation record in full (including the engine that produced it)."""
@@ -89,7 +108,7 @@ def show(app: AppContext, eval_id: int) -> None:
 
 
 @eval_.command("replay")
-@click.argument("eval_id", type=int)
+@click.argument("eval_id", type=click.IntRange(1, MAX_INT))
 @pass_app
 def replay(app: AppContext, eval_id: int) -> None:
     """Re-run a recorded evaluation; fails unless output hash and fuel are identical."""
@@ -109,12 +128,11 @@ def replay(app: AppContext, eval_id: int) -> None:
 @pass_app
 def conformance(app: AppContext, module: Path, challenge_toml: Path | None) -> None:
     """Check a challenge module against ABI v1 and print what fails."""
+    from platform_cli.files import read_limited
     from platform_cli.runtime import conformance as conf
+    from platform_cli.runtime.validate import MAX_CHALLENGE_MODULE_BYTES
 
-    try:
-        data = module.read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"cannot read {module}: {exc.strerror}") from None
+    data = read_limited(module, MAX_CHALLENGE_MODULE_BYTES, "module")
     kwargs = {}
     if challenge_toml is not None:
         from platform_cli.config import read_toml

@@ -32,24 +32,35 @@ class ModuleCache:
         self.directory = directory
         self._memory: OrderedDict[str, wasmtime.Module] = OrderedDict()
         self._secret: bytes | None = None
-        self.stats = {"memory_hits": 0, "disk_hits": 0, "compiles": 0, "rejected_artifacts": 0}
+        self.stats = {
+            "memory_hits": 0,
+            "disk_hits": 0,
+            "compiles": 0,
+            "rejected_artifacts": 0,
+            "write_failures": 0,
+        }
 
     def key(self, module_sha256: str) -> str:
         return hashlib.sha256(f"{module_sha256}:{self.fingerprint}".encode()).hexdigest()
 
-    def get(self, module_sha256: str, data: bytes) -> wasmtime.Module:
-        """The compiled module; ``data`` must already hash to ``module_sha256``."""
+    def get(self, module_sha256: str, data: bytes, *, persist: bool = True) -> wasmtime.Module:
+        """The compiled module; ``data`` must already hash to ``module_sha256``.
+
+        Only ``persist`` modules (challenges) go to disk: submission modules are as many
+        as miners care to send, so they live in the in-memory LRU only.
+        """
         key = self.key(module_sha256)
         module = self._memory.get(key)
         if module is not None:
             self._memory.move_to_end(key)
             self.stats["memory_hits"] += 1
             return module
-        module = self._load(key)
+        module = self._load(key) if persist else None
         if module is None:
             module = wasmtime.Module(self.engine, data)
             self.stats["compiles"] += 1
-            self._store(key, module)
+            if persist:
+                self._store(key, module)
         self._memory[key] = module
         if len(self._memory) > MEMORY_ENTRIES:
             self._memory.popitem(last=False)
@@ -64,12 +75,15 @@ class ModuleCache:
                 # workers agree on one secret and never read a half-written one.
                 self.directory.mkdir(parents=True, exist_ok=True)
                 tmp = path.with_name(f"secret.{os.getpid()}.tmp")
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(secrets.token_bytes(32))
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-                tmp.unlink()
+                try:
+                    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                    with os.fdopen(fd, "wb") as handle:
+                        handle.write(secrets.token_bytes(32))
+                    with contextlib.suppress(FileExistsError):
+                        os.link(tmp, path)
+                finally:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink(missing_ok=True)
             self._secret = path.read_bytes()
         return self._secret
 
@@ -82,23 +96,35 @@ class ModuleCache:
         path = self.directory / f"{key}.cwasm"
         try:
             blob = path.read_bytes()
+            mac, artifact = blob[len(MAGIC) : len(MAGIC) + 32], blob[len(MAGIC) + 32 :]
+            expected = self._mac(key, artifact)
         except FileNotFoundError:
             return None
-        mac, artifact = blob[len(MAGIC) : len(MAGIC) + 32], blob[len(MAGIC) + 32 :]
-        if not blob.startswith(MAGIC) or not hmac.compare_digest(mac, self._mac(key, artifact)):
+        except OSError as exc:
+            log.warning("event=cache_unreadable key=%s error=%r", key[:16], exc.strerror or str(exc))
+            return None
+        if not blob.startswith(MAGIC) or not hmac.compare_digest(mac, expected):
             log.warning("event=cache_reject key=%s reason=integrity", key[:16])
             self.stats["rejected_artifacts"] += 1
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
         self.stats["disk_hits"] += 1
         return wasmtime.Module.deserialize(self.engine, artifact)
 
     def _store(self, key: str, module: wasmtime.Module) -> None:
+        """Write the artifact; a failed write (disk full, read-only) only costs the caching."""
         if self.directory is None:
             return
         artifact = module.serialize()
-        blob = MAGIC + self._mac(key, artifact) + artifact
         path = self.directory / f"{key}.cwasm"
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(blob)
-        os.replace(tmp, path)
+        try:
+            blob = MAGIC + self._mac(key, artifact) + artifact
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("event=cache_write_failed key=%s error=%r", key[:16], exc.strerror or str(exc))
+            self.stats["write_failures"] += 1
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)

@@ -12,6 +12,8 @@ import json
 import logging
 import platform as host_platform
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
 from typing import Any
@@ -73,18 +75,37 @@ def make_config() -> wasmtime.Config:
     return config
 
 
+@cache
+def validation_engine() -> wasmtime.Engine:
+    """The process's engine for validating modules (no store ever runs on it, so no ticker)."""
+    return wasmtime.Engine(make_config())
+
+
 class Engine:
     """A wasmtime engine plus the ticker thread that drives epoch deadlines."""
 
     def __init__(self) -> None:
         self.wasm = wasmtime.Engine(make_config())
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="platform-epoch", daemon=True)
         self._ticker.start()
 
     def _tick(self) -> None:
         while not self._stop.wait(TICK_MS / 1000):
-            self.wasm.increment_epoch()
+            if not self._paused.is_set():
+                self.wasm.increment_epoch()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Stop the epoch clock while the host compiles: compile time never counts as
+        guest time, so no outcome depends on compile speed or cache state. One
+        evaluation runs at a time per engine (the pool gives each worker its own)."""
+        self._paused.set()
+        try:
+            yield
+        finally:
+            self._paused.clear()
 
     @staticmethod
     def deadline_ticks(wall_ms: int) -> int:

@@ -36,10 +36,13 @@ class Job:
     data: bytes
     limits: ResourcePolicy
     seed: bytes
+    nested: tuple[bytes, ...] = ()
 
 
 def run_job(sandbox: Any, job: Job) -> Any:
-    return sandbox.evaluate(job.module, job.module_sha256, job.entrypoint, job.data, job.limits, job.seed)
+    return sandbox.evaluate(
+        job.module, job.module_sha256, job.entrypoint, job.data, job.limits, job.seed, job.nested
+    )
 
 
 def _worker_main(conn: Connection, cache_dir: Path | None) -> None:
@@ -110,7 +113,10 @@ class WorkerPool:
                     index = pending.pop(0)
                     worker.job = index
                     worker.deadline = time.monotonic() + jobs[index].limits.wall_ms / 1000 + self.grace_s
-                    worker.conn.send(jobs[index])
+                    if not self._send(worker, jobs[index]):
+                        # died while idle: the job never reached it, so it runs elsewhere
+                        pending.insert(0, index)
+                        self._lost(worker, "worker connection broken")
             nearest = min(w.deadline for w in self.workers)
             timeout = None if nearest == IDLE else max(0.0, nearest - time.monotonic())
             ready = set(
@@ -137,17 +143,31 @@ class WorkerPool:
         if alive and time.monotonic() < worker.deadline:
             return 0
         reason = f"worker exited with code {worker.process.exitcode}" if not alive else "worker hung"
-        log.warning("event=worker_replaced pid=%s reason=%r job=%s", worker.process.pid, reason, worker.job)
         index = worker.job
+        self._lost(worker, reason)
+        if index is None:
+            return 0
+        results[index] = failed_result(f"{reason} while evaluating")
+        return 1
+
+    @staticmethod
+    def _send(worker: _Worker, job: Job) -> bool:
+        try:
+            worker.conn.send(job)
+        except (BrokenPipeError, EOFError, OSError) as exc:
+            log.warning("event=worker_send_failed pid=%s error=%r", worker.process.pid, exc)
+            worker.job = None
+            return False
+        return True
+
+    def _lost(self, worker: _Worker, reason: str) -> None:
+        """Replace a dead or hung worker (too many failed starts end the batch)."""
+        log.warning("event=worker_replaced pid=%s reason=%r job=%s", worker.process.pid, reason, worker.job)
         if not worker.ready:
             self.start_failures += 1
             if self.start_failures >= MAX_START_FAILURES:
                 raise PlatformError(f"sandbox workers fail to start ({reason})")
         self._replace(worker)
-        if index is None:
-            return 0
-        results[index] = failed_result(f"{reason} while evaluating")
-        return 1
 
     def close(self) -> None:
         for worker in self.workers:

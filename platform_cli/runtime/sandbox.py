@@ -1,7 +1,9 @@
 """One sandboxed evaluation: validate, compile (cached), instantiate with limits, call.
 
 Per evaluation a fresh ``Store`` gets the challenge's memory cap (and table, instance
-limits), its fuel budget and an epoch deadline for its wall-clock budget. Whatever the
+limits), its fuel budget and an epoch deadline for its wall-clock budget. Submission
+modules named up front are compiled before the clock starts; any other module a challenge
+hands to ``submission_run`` is compiled with the epoch clock paused. Whatever the
 module does, :meth:`Sandbox.evaluate` returns a :class:`RunResult` with one outcome:
 ``ok``, ``invalid``, ``trap:<code>``, ``out_of_fuel``, ``timeout``, ``memory_limit`` or
 ``abi_error``. Fuel used and output bytes are deterministic; wall time is not.
@@ -9,9 +11,11 @@ module does, :meth:`Sandbox.evaluate` returns a :class:`RunResult` with one outc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +60,28 @@ class RunResult:
     @property
     def output_sha256(self) -> str | None:
         return None if self.output is None else hashlib.sha256(self.output).hexdigest()
+
+
+class _Clock:
+    """The wall-clock deadline of one evaluation, minus the time spent compiling."""
+
+    def __init__(self, wall_ms: int) -> None:
+        self.started = time.perf_counter()
+        self.deadline = self.started + wall_ms / 1000
+        self.excluded = 0.0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        begun = time.perf_counter()
+        try:
+            yield
+        finally:
+            spent = time.perf_counter() - begun
+            self.deadline += spent
+            self.excluded += spent
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started - self.excluded) * 1000)
 
 
 GUEST_FAILURES = (wasmtime.Trap, wasmtime.WasmtimeError, host.HostTrap, ModuleRefused, _Refused, abi.AbiError)
@@ -140,6 +166,7 @@ class Sandbox:
             max_bytes=MAX_CHALLENGE_MODULE_BYTES if challenge else MAX_SUBMISSION_MODULE_BYTES,
             max_memory_bytes=max_memory,
             allowed_imports=HOST_IMPORTS if challenge else frozenset(),
+            submission=not challenge,
         )
         if len(self._validated) > 1024:
             self._validated.clear()
@@ -148,11 +175,13 @@ class Sandbox:
     def close(self) -> None:
         self.engine.close()
 
-    def _instance_pre(self, linker: wasmtime.Linker, sha: str, data: bytes) -> wasmtime.InstancePre:
+    def _instance_pre(
+        self, linker: wasmtime.Linker, sha: str, data: bytes, *, persist: bool = True
+    ) -> wasmtime.InstancePre:
         key = (id(linker), sha)
         pre = self._pre.get(key)
         if pre is None:
-            pre = linker.instantiate_pre(self.cache.get(sha, data))
+            pre = linker.instantiate_pre(self.cache.get(sha, data, persist=persist))
             self._pre[key] = pre
             if len(self._pre) > 64:
                 self._pre.popitem(last=False)
@@ -179,14 +208,20 @@ class Sandbox:
         data: bytes,
         limits: ResourcePolicy,
         seed: bytes,
+        nested: tuple[bytes, ...] = (),
     ) -> RunResult:
-        """Run ``entrypoint`` on ``data`` (an encoded ABI v1 input) under ``limits``."""
-        started = time.perf_counter()
-        deadline = started + limits.wall_ms / 1000
+        """Run ``entrypoint`` on ``data`` (an encoded ABI v1 input) under ``limits``.
+
+        ``nested`` are submission modules the challenge will likely pass to
+        ``submission_run``: they are validated and compiled before the clock starts.
+        """
+        for submission in nested:
+            self._prepare_nested(submission, hashlib.sha256(submission).hexdigest())
+        clock = _Clock(limits.wall_ms)
         ctx = host.HostContext(
             seed=seed,
             nested_fuel_budget=limits.fuel,
-            run_nested=lambda m, d, f: self._run_nested(m, d, f, deadline),
+            run_nested=lambda m, d, f: self._run_nested(m, d, f, clock),
         )
         store: wasmtime.Store | None = None
         instance: wasmtime.Instance | None = None
@@ -198,8 +233,9 @@ class Sandbox:
                 raise _Refused("abi_error", f"input of {len(data)} bytes exceeds max_input_bytes")
             if hashlib.sha256(module).hexdigest() != module_sha256:
                 raise _Refused("abi_error", f"module bytes do not hash to {module_sha256}")
-            self._validate(module, module_sha256, limits.memory_bytes, challenge=True)
-            pre = self._instance_pre(self.linker, module_sha256, module)
+            with self.engine.paused(), clock.paused():
+                self._validate(module, module_sha256, limits.memory_bytes, challenge=True)
+                pre = self._instance_pre(self.linker, module_sha256, module)
             store = self._store(limits.fuel, limits.memory_bytes, limits.wall_ms)
             instance = pre.instantiate(store)
             output, memory = _call_guest(store, instance, entrypoint, data, limits.max_output_bytes)
@@ -225,7 +261,7 @@ class Sandbox:
             outcome=outcome,
             message=message,
             fuel_used=fuel_used,
-            wall_ms=int((time.perf_counter() - started) * 1000),
+            wall_ms=clock.elapsed_ms(),
             peak_memory=peak,
             output=output if outcome in ("ok", "invalid") else None,
             result=result,
@@ -233,14 +269,21 @@ class Sandbox:
             logs=ctx.logs,
         )
 
-    def _run_nested(self, module: bytes, data: bytes, fuel: int, deadline: float) -> host.NestedResult:
-        sha = hashlib.sha256(module).hexdigest()
+    def _prepare_nested(self, module: bytes, sha: str) -> wasmtime.InstancePre | None:
+        """Validated and compiled (in memory only), or None when the module is refused."""
         try:
             self._validate(module, sha, host.NESTED_MEMORY_CAP, challenge=False)
-            pre = self._instance_pre(self.bare_linker, sha, module)
+            return self._instance_pre(self.bare_linker, sha, module, persist=False)
         except (ModuleRefused, wasmtime.WasmtimeError):
+            return None
+
+    def _run_nested(self, module: bytes, data: bytes, fuel: int, clock: _Clock) -> host.NestedResult:
+        sha = hashlib.sha256(module).hexdigest()
+        with self.engine.paused(), clock.paused():
+            pre = self._prepare_nested(module, sha)
+        if pre is None:
             return host.NestedResult(host.RUN_INVALID_MODULE, b"", 0)
-        remaining_ms = int((deadline - time.perf_counter()) * 1000)
+        remaining_ms = int((clock.deadline - time.perf_counter()) * 1000)
         if remaining_ms <= 0:
             raise host.HostTrap("timeout", "wall-clock budget exhausted in submission_run")
         store = self._store(fuel, host.NESTED_MEMORY_CAP, remaining_ms)

@@ -2,8 +2,11 @@
 
 A hostile module is refused by reading its section headers: size, imports, counts of
 types, functions, parameters, locals, tables and memories, and the initial memory. The
-limits are published in docs/challenge-abi.md. Instruction-level checks (SIMD, threads)
-are left to wasmtime's validator under our engine configuration.
+limits are published in docs/challenge-abi.md. Submission modules (run nested through
+``submission_run``) also get caps on each function body, on the total code size and on
+block nesting depth, found by walking the opcodes: a "compile bomb" (thousands of nested
+blocks) takes seconds to compile, and compilation cannot be interrupted. Other
+instruction-level checks are left to wasmtime's validator under our engine configuration.
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ MAX_MEMORIES = 1
 MAX_GLOBALS = 1_000
 MAX_EXPORTS = 1_000
 PAGE = 65_536
+# Submission modules only: compile time must stay small and bounded, because wasmtime's
+# compiler cannot be interrupted. The body walk that checks nesting depth is linear.
+MAX_SUBMISSION_FUNCTION_BYTES = 64 * 1024
+MAX_SUBMISSION_CODE_BYTES = 256 * 1024
+MAX_SUBMISSION_NESTING = 256
 
 HOST_NAMESPACE = "platform"
 HOST_IMPORTS = frozenset({"log", "seed", "submission_run"})
@@ -113,9 +121,17 @@ class _Reader:
 
 
 def validate(
-    data: bytes, *, max_bytes: int, max_memory_bytes: int, allowed_imports: frozenset[str]
+    data: bytes,
+    *,
+    max_bytes: int,
+    max_memory_bytes: int,
+    allowed_imports: frozenset[str],
+    submission: bool = False,
 ) -> ModuleShape:
-    """Check ``data`` against the limits; ``allowed_imports`` are names in the host namespace."""
+    """Check ``data`` against the limits; ``allowed_imports`` are names in the host namespace.
+
+    ``submission`` adds the code-size and nesting limits of nested submission modules.
+    """
     if len(data) > max_bytes:
         raise ModuleRefused(f"module of {len(data)} bytes exceeds the limit of {max_bytes}")
     if data[:4] != b"\0asm":
@@ -185,8 +201,17 @@ def validate(
         elif section == 8:
             shape.has_start = True
         elif section == 10:
+            if submission and size > MAX_SUBMISSION_CODE_BYTES:
+                raise ModuleRefused(
+                    f"code section of {size} bytes exceeds the limit of {MAX_SUBMISSION_CODE_BYTES}"
+                )
             for index in range(body.count("function bodies", MAX_FUNCTIONS)):
                 func_size = body.uleb()
+                if submission and func_size > MAX_SUBMISSION_FUNCTION_BYTES:
+                    raise ModuleRefused(
+                        f"function {index} body of {func_size} bytes exceeds the limit of "
+                        f"{MAX_SUBMISSION_FUNCTION_BYTES}"
+                    )
                 func = _Reader(data, body.pos, body.pos + func_size)
                 body.take(func_size)
                 locals_total = 0
@@ -195,6 +220,99 @@ def validate(
                     func.valtype()
                     if locals_total > MAX_LOCALS:
                         raise ModuleRefused(f"function {index} declares more than {MAX_LOCALS} locals")
+                if submission:
+                    _check_nesting(func, index)
         elif section > 12:
             raise ModuleRefused(f"section {section} is not allowed (exceptions, tags)")
     return shape
+
+
+# Immediates of every opcode our engine accepts (MVP, sign extension, multi-value,
+# bulk memory, reference types): "u" an unsigned LEB, "s" a signed LEB, "b" one byte,
+# "m" a memarg (two LEBs), a digit that many raw bytes.
+_IMMEDIATES: dict[int, str] = {
+    **dict.fromkeys([0x00, 0x01, 0x05, 0x0B, 0x0F, 0x1A, 0x1B, 0xD1], ""),
+    **dict.fromkeys(range(0x45, 0xC5), ""),
+    **dict.fromkeys([0x0C, 0x0D, 0x10, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0xD2], "u"),
+    **dict.fromkeys(range(0x28, 0x3F), "m"),
+    0x11: "uu",
+    0x3F: "b",
+    0x40: "b",
+    0x41: "s",
+    0x42: "s",
+    0x43: "4",
+    0x44: "8",
+    0xD0: "b",
+}
+_FC_IMMEDIATES: dict[int, str] = {
+    **dict.fromkeys(range(8), ""),
+    8: "ub",
+    9: "u",
+    10: "bb",
+    11: "b",
+    12: "uu",
+    13: "u",
+    14: "uu",
+    15: "u",
+    16: "u",
+    17: "u",
+}
+_BLOCKS = frozenset({0x02, 0x03, 0x04})
+_SHORT_BLOCKTYPES = frozenset({0x40, *_VALTYPES})
+
+
+def _skip_leb(func: _Reader) -> None:
+    for _ in range(10):
+        if not func.byte() & 0x80:
+            return
+    raise ModuleRefused("malformed module: LEB128 integer too long")
+
+
+def _check_nesting(func: _Reader, index: int) -> None:
+    """Walk one function body's opcodes; refuse nesting deeper than the submission limit."""
+    depth = 1
+    while depth:
+        op = func.byte()
+        if op in _BLOCKS:
+            depth += 1
+            if depth > MAX_SUBMISSION_NESTING:
+                raise ModuleRefused(
+                    f"function {index} nests blocks deeper than the limit of {MAX_SUBMISSION_NESTING}"
+                )
+            if func.byte() not in _SHORT_BLOCKTYPES:  # a type index (s33)
+                func.pos -= 1
+                _skip_leb(func)
+            continue
+        if op == 0x0B:
+            depth -= 1
+            continue
+        if op == 0x0E:  # br_table: a vector of labels and a default
+            for _ in range(func.uleb() + 1):
+                _skip_leb(func)
+            continue
+        if op == 0x1C:  # typed select
+            for _ in range(func.uleb()):
+                func.valtype()
+            continue
+        if op == 0xFC:
+            sub = func.uleb()
+            immediates = _FC_IMMEDIATES.get(sub)
+            if immediates is None:
+                raise ModuleRefused(f"function {index}: instruction 0xfc {sub} is not allowed")
+        else:
+            immediates = _IMMEDIATES.get(op)
+            if immediates is None:
+                what = {0xFD: "SIMD", 0xFE: "atomic"}.get(op, f"0x{op:02x}")
+                raise ModuleRefused(f"function {index}: {what} instructions are not allowed")
+        for kind in immediates:
+            if kind in "us":
+                _skip_leb(func)
+            elif kind == "m":
+                _skip_leb(func)
+                _skip_leb(func)
+            elif kind == "b":
+                func.byte()
+            else:
+                func.take(int(kind))
+    if func.pos != func.end:
+        raise ModuleRefused(f"malformed module: function {index} continues after its final end")
