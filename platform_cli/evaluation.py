@@ -218,7 +218,7 @@ def _run(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
         return pool.map([p.job() for p in prepared])
 
 
-def record(state: State, prepared: Prepared, run: Any) -> int:
+def record(state: State, prepared: Prepared, run: Any, miner: str = "") -> int:
     from platform_cli.runtime.engine import engine_fingerprint, engine_info
 
     result = run.result
@@ -235,8 +235,8 @@ def record(state: State, prepared: Prepared, run: Any) -> int:
         cursor = state.execute(
             "INSERT INTO evaluations (created_ms, challenge_id, challenge_version, module_sha256, spec, "
             "submission_sha256, epoch, seed, input_sha256, output_sha256, outcome, message, score, valid, "
-            "metrics, fuel_used, wall_ms, peak_memory, host_calls, engine, engine_fingerprint) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "metrics, fuel_used, wall_ms, peak_memory, host_calls, engine, engine_fingerprint, miner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 now_ms(),
                 prepared.spec.id,
@@ -259,6 +259,7 @@ def record(state: State, prepared: Prepared, run: Any) -> int:
                 json.dumps(run.host_calls, sort_keys=True),
                 json.dumps(engine_info(), sort_keys=True),
                 engine_fingerprint(),
+                miner,
             ],
         )
         eval_id = int(cursor.lastrowid or 0)
@@ -281,12 +282,25 @@ def record(state: State, prepared: Prepared, run: Any) -> int:
 
 
 def run_evaluations(
-    state: State, data_dir: Path, challenge: str, submissions: list[Path], *, epoch: int, jobs: int
+    state: State,
+    data_dir: Path,
+    challenge: str,
+    submissions: list[Path],
+    *,
+    epoch: int,
+    jobs: int,
+    miner: str = "",
 ) -> list[dict[str, Any]]:
+    """Evaluate and record each submission; ``miner`` is the hotkey they are attributed to."""
+    if miner:
+        from platform_cli.identity import is_ss58
+
+        if not is_ss58(miner):
+            raise PlatformError(f"--miner {miner!r} is not an ss58 address")
     spec, module, source = resolve_challenge(state, challenge)
     prepared = [prepare(spec, module, read_submission(p), epoch, str(p)) for p in submissions]
     runs = execute(prepared, jobs, data_dir)
-    ids = [record(state, p, r) for p, r in zip(prepared, runs, strict=True)]
+    ids = [record(state, p, r, miner) for p, r in zip(prepared, runs, strict=True)]
     return [{**show_evaluation(state, i), "challenge_state": source} for i in ids]
 
 

@@ -13,42 +13,23 @@ is unknown until the chain shows it. Nothing failed ever reads as submitted.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
 
+from platform_cli import scores
 from platform_cli.chain import records
 from platform_cli.chain import sync as chain_sync
 from platform_cli.chain.adapter import ChainClient, Hyperparams, Submission, SubmissionUnknown, WeightsRefused
 from platform_cli.chain.records import Vector
 from platform_cli.chain.settings import ChainSettings, WeightSettings
-from platform_cli.clock import now_ms
 from platform_cli.core import aggregation
 from platform_cli.core.epoch import Schedule
 from platform_cli.errors import PlatformError
 from platform_cli.identity import KeyStore, Signer
-from platform_cli.state.db import State, write_transaction
+from platform_cli.state.db import State
 from platform_cli.state.metagraph import Snapshot, latest_snapshot
 
 log = logging.getLogger("platform.weights")
-
-
-def record_reports(state: State, epoch: int, reports: Iterable[aggregation.ScoreReport]) -> int:
-    """Store score reports (the aggregation input); a validator's newer report replaces its older one."""
-    rows = [(r.validator, r.challenge, r.miner, epoch, r.score, now_ms()) for r in reports]
-    for validator, _, miner, _, score, _ in rows:
-        if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= aggregation.SCORE_MAX:
-            raise PlatformError(f"score {score!r} of {validator} for {miner} must be an integer in 0..10**9")
-    with write_transaction(state):
-        state.conn.executemany("INSERT OR REPLACE INTO score_reports VALUES (?, ?, ?, ?, ?, ?)", rows)
-    return len(rows)
-
-
-def _reports(state: State, epoch: int) -> list[aggregation.ScoreReport]:
-    cursor = state.execute(
-        "SELECT validator, challenge_id, miner, score FROM score_reports WHERE epoch = ?", [epoch]
-    )
-    return [aggregation.ScoreReport(*row) for row in cursor]
 
 
 def _challenges(state: State, mechid: int) -> list[aggregation.ChallengeShare]:
@@ -100,7 +81,7 @@ def build(
     uids = {n.hotkey: n.uid for n in snapshot.neurons}
     try:
         result = aggregation.aggregate(
-            _reports(state, epoch),
+            scores.reports_for(state, epoch),
             snapshot.validators(settings.min_stake_rao),
             _challenges(state, settings.mechid),
             uids,
@@ -142,6 +123,7 @@ def compute(
     state: State, netuid: int, settings: WeightSettings, *, epoch: int | None = None, own: str | None = None
 ) -> Vector:
     """Aggregate the epoch's reports over the newest snapshot and store the vector."""
+    scores.ingest(state)
     snapshot = latest_snapshot(state, netuid)
     if snapshot is None:
         raise PlatformError(f"no metagraph snapshot for netuid {netuid}: run `platform chain sync` first")
@@ -178,9 +160,11 @@ async def submit_with(
 ) -> tuple[Vector, Submission, str]:
     """:func:`submit` over an open client (the epoch loop keeps one).
 
-    A dry run reads the metagraph and plans in memory: it writes nothing. Once a
-    submission used the epoch's vector, later submissions of that epoch send it again.
+    A dry run reads the metagraph and plans in memory: it writes nothing but the score
+    reports it takes in from admitted ``evaluation`` messages. Once a submission used the
+    epoch's vector, later submissions of that epoch send it again.
     """
+    scores.ingest(state)
     snapshot, hyper = await client.metagraph(netuid)
     if not dry_run:
         chain_sync.record_sync(state, snapshot, hyper, client.settings.network)

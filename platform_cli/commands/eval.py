@@ -62,14 +62,17 @@ def eval_() -> None:
     type=click.IntRange(0, MAX_INT),
     help="Epoch the seed derives from.",
 )
+@click.option("--miner", default="", help="Hotkey (ss58) of the miner the submissions come from.")
 @pass_app
-def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: int | None, epoch: int) -> None:
+def run(
+    app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: int | None, epoch: int, miner: str
+) -> None:
     """Evaluate SUBMISSIONS with CHALLENGE (a registry id[@version] or a challenge.toml)."""
     from platform_cli import evaluation
 
     jobs = jobs or evaluation.default_jobs(app.config)
     records = evaluation.run_evaluations(
-        app.state, app.data_dir, challenge, list(submissions), epoch=epoch, jobs=jobs
+        app.state, app.data_dir, challenge, list(submissions), epoch=epoch, jobs=jobs, miner=miner
     )
     source = records[0]["challenge_state"]
     if source not in ("active", "file"):
@@ -78,6 +81,25 @@ def run(app: AppContext, challenge: str, submissions: tuple[Path, ...], jobs: in
         output.table(records, _RUN_COLUMNS, as_json=app.json)
     else:
         output.record({k: records[0][k] for k in _RECORD_FIELDS}, as_json=False)
+
+
+@eval_.command("publish")
+@click.argument("eval_ids", nargs=-1, required=True, type=click.IntRange(1, MAX_INT))
+@click.option("--key", "key_name", default="validator", show_default=True, help="The validator hotkey.")
+@pass_app
+def publish(app: AppContext, eval_ids: tuple[int, ...], key_name: str) -> None:
+    """Sign the reports of evaluations (attributed with --miner) and queue them for gossip.
+
+    Each also becomes this validator's score report for the weights; the running P2P node
+    publishes the queued messages to the other validators.
+    """
+    from platform_cli import evaluation, scores
+    from platform_cli.identity import KeyStore
+
+    signer = KeyStore(app.data_dir).signer(key_name)
+    evaluations = [evaluation.show_evaluation(app.state, i) for i in eval_ids]
+    rows = scores.publish(app.state, app.config, signer, evaluations)
+    output.table(rows, ["id", "miner", "score", "outbox_id", "msg_id"], as_json=app.json)
 
 
 @eval_.command("list")
