@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from platform_cli.chain.devchain import DevChain
-from platform_cli.scores import record_reports
 from platform_cli.core.aggregation import ScoreReport
+from platform_cli.scores import record_reports
 from platform_cli.state import open_state
 from platform_cli.state.audit import entries as audit_entries
 from tests.chain_helpers import (
