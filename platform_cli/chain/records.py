@@ -46,6 +46,17 @@ class Vector:
         }
         return hashlib.sha256(canonical.encode(body)).hexdigest()
 
+    def summary(self) -> dict[str, Any]:
+        """What identifies the vector, for people and the audit log."""
+        return {
+            "netuid": self.netuid,
+            "mechid": self.mechid,
+            "epoch": self.epoch,
+            "snapshot_block": self.snapshot_block,
+            "vector_hash": self.vector_hash,
+            "uids": len(self.weights),
+        }
+
 
 def fixed_by(state: State, netuid: int, mechid: int, epoch: int) -> tuple[int, str, str] | None:
     """The oldest submission (id, outcome, hash) that used the epoch's stored vector, if any."""
@@ -86,14 +97,7 @@ def store(state: State, vector: Vector) -> None:
             state,
             "weights",
             "weights.compute",
-            {
-                "netuid": vector.netuid,
-                "mechid": vector.mechid,
-                "epoch": vector.epoch,
-                "snapshot_block": vector.snapshot_block,
-                "vector_hash": vector.vector_hash,
-                "uids": len(vector.weights),
-            },
+            vector.summary(),
         )
 
 

@@ -41,18 +41,6 @@ def _vector_rows(app: AppContext, vector) -> list[dict[str, object]]:  # vector:
     ]
 
 
-def _summary(vector) -> dict[str, object]:
-    return {
-        "netuid": vector.netuid,
-        "mechid": vector.mechid,
-        "epoch": vector.epoch,
-        "snapshot_block": vector.snapshot_block,
-        "vector_hash": vector.vector_hash,
-        "uids": len(vector.weights),
-        **vector.detail,
-    }
-
-
 @weights.command("compute")
 @click.option("--epoch", type=EPOCH, help="Epoch [default: the snapshot's current epoch].")
 @pass_app
@@ -64,7 +52,7 @@ def compute(app: AppContext, epoch: int | None) -> None:
     vector = w.compute(
         app.state, app.config.network.netuid, settings, epoch=epoch, own=w.own_hotkey(app.data_dir, settings)
     )
-    output.record(_summary(vector), as_json=app.json)
+    output.record({**vector.summary(), **vector.detail}, as_json=app.json)
 
 
 @weights.command("show")
@@ -81,7 +69,7 @@ def show(app: AppContext, epoch: int | None) -> None:
         which = f"epoch {epoch}" if epoch is not None else "any epoch"
         raise PlatformError(f"no weight vector computed for {which}: run `platform weights compute`")
     if not app.json:
-        output.record(_summary(vector), as_json=False)
+        output.record({**vector.summary(), **vector.detail}, as_json=False)
         click.echo()
     output.table(_vector_rows(app, vector), ("uid", "hotkey", "units", "ppm", "u16"), as_json=app.json)
 
