@@ -8,7 +8,9 @@ Two sources feed the ``score_reports`` table:
   (signature, network, replay and validator role already checked there): ``ingest``
   reads them past a persisted cursor and records each as that validator's report.
 
-A validator's newer report for the same (epoch, challenge, miner) replaces its older one.
+A validator's report for an (epoch, challenge, miner) replaces its earlier one only when
+its envelope was signed later (a higher sequence number), so a replayed old report can
+never roll a score back.
 """
 
 from __future__ import annotations
@@ -31,14 +33,21 @@ INGEST_BATCH = 1000
 _CURSOR = "evaluations"
 
 
-def record_reports(state: State, epoch: int, reports: Iterable[aggregation.ScoreReport]) -> int:
-    """Store score reports; a validator's newer report replaces its older one."""
-    rows = [(r.validator, r.challenge, r.miner, epoch, r.score, now_ms()) for r in reports]
-    for validator, _, miner, _, score, _ in rows:
+def record_reports(state: State, epoch: int, reports: Iterable[aggregation.ScoreReport], seq: int = 0) -> int:
+    """Store score reports signed with sequence number ``seq``; an existing report of the
+    same validator is replaced only by one with an equal or higher ``seq``."""
+    rows = [(r.validator, r.challenge, r.miner, epoch, r.score, now_ms(), seq) for r in reports]
+    for validator, _, miner, _, score, _, _ in rows:
         if isinstance(score, bool) or not isinstance(score, int) or not 0 <= score <= aggregation.SCORE_MAX:
             raise PlatformError(f"score {score!r} of {validator} for {miner} must be an integer in 0..10**9")
     with write_transaction(state):
-        state.conn.executemany("INSERT OR REPLACE INTO score_reports VALUES (?, ?, ?, ?, ?, ?)", rows)
+        state.conn.executemany(
+            "INSERT INTO score_reports (validator, challenge_id, miner, epoch, score, received_ms, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (epoch, challenge_id, miner, validator) DO UPDATE SET "
+            "score = excluded.score, received_ms = excluded.received_ms, seq = excluded.seq "
+            "WHERE excluded.seq >= score_reports.seq",
+            rows,
+        )
     return len(rows)
 
 
@@ -92,6 +101,7 @@ def publish(
                 state,
                 report.epoch,
                 [aggregation.ScoreReport(signer.ss58, report.challenge, report.miner, report.score)],
+                envelope.seq,
             )
             audit.append(
                 state, signer.ss58, "eval.publish", {"id": evaluation["id"], "msg_id": row["msg_id"]}

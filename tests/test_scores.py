@@ -166,3 +166,18 @@ def test_report_bodies_are_validated(change: dict, message: str) -> None:
     assert parse_report(body).score == 5
     with pytest.raises(ReportError, match=message):
         parse_report({**body, **change})
+
+
+def test_an_older_report_never_replaces_a_newer_one(data_dir: Path) -> None:
+    from platform_cli.core.aggregation import ScoreReport
+    from platform_cli.scores import record_reports, reports_for
+
+    def report(score: int) -> list[ScoreReport]:
+        return [ScoreReport(hotkey("validator-1"), "predict", hotkey("miner-00"), score)]
+
+    with open_state(data_dir) as state:
+        record_reports(state, 3, report(500), seq=10)
+        record_reports(state, 3, report(900), seq=5)  # replayed from before: ignored
+        assert [r.score for r in reports_for(state, 3)] == [500]
+        record_reports(state, 3, report(100), seq=11)
+        assert [r.score for r in reports_for(state, 3)] == [100]
