@@ -1,12 +1,12 @@
 """Evaluations behind ``platform eval``: resolve, check, run, record, replay.
 
-What is wrong on the validator's side (an unknown challenge, a module whose hash differs
+What is wrong before anything runs (an unknown challenge, a module whose hash differs
 from its metadata, an unreadable file) raises a :class:`PlatformError` and records
-nothing. What is wrong with a miner's submission (empty, malformed, importing outside the
-whitelist, too large for the challenge's input) is that submission's result: it is
-recorded as ``invalid`` with score 0 and the reason, deterministically on every
-validator, and the other submissions of the batch are evaluated as usual. An evaluation
-that ran is recorded whatever its outcome, with the engine that produced it.
+nothing. A submission that cannot be evaluated (empty, malformed, importing outside the
+whitelist, too large for the challenge's input) is refused with its reason and recorded
+nowhere, so it never counts as a score; the other submissions of the batch are still
+evaluated and recorded. An evaluation that ran is recorded whatever its outcome, with the
+engine that produced it.
 """
 
 from __future__ import annotations
@@ -131,7 +131,7 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
             f"challenge {spec.id}: params.submission_format {fmt!r} is not one of {SUBMISSION_FORMATS}"
         )
     if not submission:
-        raise SubmissionRefused(f"{source}: submission is empty")
+        raise SubmissionRefused("submission is empty")
     if fmt == "wasm":
         import wasmtime
 
@@ -180,6 +180,7 @@ def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, s
         )
     if refused is not None:
         log.info("event=submission_refused source=%s reason=%r", source, refused)
+        refused = f"{source}: {refused}"
     return Prepared(spec, module, submission, digest.hex(), epoch, seed, data, refused)
 
 
@@ -189,20 +190,7 @@ def read_submission(path: Path) -> bytes:
 
 
 def execute(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
-    """Run the evaluations in-process (jobs=1) or on a worker pool; refused ones do not run."""
-    from platform_cli.runtime.sandbox import RunResult
-
-    runnable = [p for p in prepared if p.refused is None]
-    ran = iter(_run(runnable, jobs, data_dir) if runnable else [])
-    return [
-        next(ran)
-        if p.refused is None
-        else RunResult(outcome="invalid", message=p.refused, fuel_used=0, wall_ms=0, peak_memory=0)
-        for p in prepared
-    ]
-
-
-def _run(prepared: list[Prepared], jobs: int, data_dir: Path) -> list[Any]:
+    """Run the evaluations in-process (jobs=1) or on a worker pool."""
     if jobs == 1:
         from platform_cli.runtime.pool import run_job
         from platform_cli.runtime.sandbox import Sandbox
@@ -281,6 +269,13 @@ def record(state: State, prepared: Prepared, run: Any, miner: str = "") -> int:
     return eval_id
 
 
+@dataclass(frozen=True)
+class Batch:
+    records: list[dict[str, Any]]
+    refused: list[str]
+    """One line per submission that was not evaluated: its source and the reason."""
+
+
 def run_evaluations(
     state: State,
     data_dir: Path,
@@ -290,8 +285,8 @@ def run_evaluations(
     epoch: int,
     jobs: int,
     miner: str = "",
-) -> list[dict[str, Any]]:
-    """Evaluate and record each submission; ``miner`` is the hotkey they are attributed to."""
+) -> Batch:
+    """Evaluate and record each acceptable submission; ``miner`` is the hotkey they come from."""
     if miner:
         from platform_cli.identity import is_ss58
 
@@ -299,9 +294,11 @@ def run_evaluations(
             raise PlatformError(f"--miner {miner!r} is not an ss58 address")
     spec, module, source = resolve_challenge(state, challenge)
     prepared = [prepare(spec, module, read_submission(p), epoch, str(p)) for p in submissions]
-    runs = execute(prepared, jobs, data_dir)
-    ids = [record(state, p, r, miner) for p, r in zip(prepared, runs, strict=True)]
-    return [{**show_evaluation(state, i), "challenge_state": source} for i in ids]
+    runnable = [p for p in prepared if p.refused is None]
+    runs = execute(runnable, jobs, data_dir) if runnable else []
+    ids = [record(state, p, r, miner) for p, r in zip(runnable, runs, strict=True)]
+    records = [{**show_evaluation(state, i), "challenge_state": source} for i in ids]
+    return Batch(records, [p.refused for p in prepared if p.refused is not None])
 
 
 _SUMMARY = (
@@ -347,6 +344,10 @@ def replay(state: State, data_dir: Path, eval_id: int) -> dict[str, Any]:
     prepared = prepare(
         spec, bytes(module[0]), bytes(submission[0]), original["epoch"], f"evaluation {eval_id}"
     )
+    if prepared.refused is not None:
+        raise PlatformError(
+            f"replay of evaluation {eval_id} DIFFERS: the submission is now refused: {prepared.refused}"
+        )
     (run,) = execute([prepared], 1, data_dir)
     report = {
         "id": eval_id,

@@ -71,15 +71,15 @@ def test_jobs_run_several_submissions(run, data_dir):
         ("bad_wasi.wasm", "not in the host whitelist"),
     ],
 )
-def test_malformed_submission_is_recorded_invalid_and_the_batch_goes_on(run, data_dir, submission, message):
+def test_malformed_submission_is_refused_and_the_batch_goes_on(run, data_dir, submission, message):
     bad, good = str(SUBMISSIONS / "sort" / submission), str(GOOD["sort"])
-    refused, evaluated = run_json(run, "eval", "run", SORT, bad, good)
-    assert refused["outcome"] == "invalid" and refused["score"] == 0 and message in refused["message"]
-    assert refused["fuel_used"] == 0
+    result = run("--json", "eval", "run", SORT, bad, good)
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {bad}: ") and message in line
+    (evaluated,) = [json.loads(line) for line in result.stdout.splitlines()]
     assert evaluated["outcome"] == "ok" and evaluated["score"] > 0
-    assert count_evaluations(data_dir) == 2
-    replayed = run("--json", "eval", "replay", str(refused["id"]))
-    assert replayed.exit_code == 0 and '"identical": true' in replayed.stdout
+    assert count_evaluations(data_dir) == 1
 
 
 def test_unknown_challenge_and_missing_files(run, data_dir):
@@ -101,12 +101,13 @@ def test_module_hash_mismatch_is_refused(run, data_dir, tmp_path):
     assert count_evaluations(data_dir) == 0
 
 
-def test_oversized_submission_is_recorded_invalid(run, data_dir, tmp_path):
+def test_oversized_submission_is_refused(run, data_dir, tmp_path):
     big = tmp_path / "big.bin"
     big.write_bytes(b"\1" * 2_000_000)
-    (record,) = run_json(run, "eval", "run", str(CHALLENGES / "predict"), str(big))
-    assert record["outcome"] == "invalid" and "max_input_bytes" in record["message"]
-    assert count_evaluations(data_dir) == 1
+    result = run("eval", "run", str(CHALLENGES / "predict"), str(big))
+    assert result.exit_code == 1 and "max_input_bytes" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert count_evaluations(data_dir) == 0
 
 
 def test_run_by_registry_id(run, data_dir, sudo_key):

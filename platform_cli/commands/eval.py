@@ -71,16 +71,20 @@ def run(
     from platform_cli import evaluation
 
     jobs = jobs or evaluation.default_jobs(app.config)
-    records = evaluation.run_evaluations(
+    batch = evaluation.run_evaluations(
         app.state, app.data_dir, challenge, list(submissions), epoch=epoch, jobs=jobs, miner=miner
     )
-    source = records[0]["challenge_state"]
-    if source not in ("active", "file"):
-        click.echo(f"warning: challenge {challenge} is {source}, not active", err=True)
+    records = batch.records
+    if records and records[0]["challenge_state"] not in ("active", "file"):
+        click.echo(f"warning: challenge {challenge} is {records[0]['challenge_state']}, not active", err=True)
     if app.json or len(records) > 1:
         output.table(records, _RUN_COLUMNS, as_json=app.json)
-    else:
+    elif records:
         output.record({k: records[0][k] for k in _RECORD_FIELDS}, as_json=False)
+    for line in batch.refused:
+        click.echo(f"error: {line}", err=True)
+    if batch.refused:
+        click.get_current_context().exit(1)
 
 
 @eval_.command("publish")

@@ -73,8 +73,13 @@ class Admission:
                 topic, "unknown_topic", f"topic {topic!r} is not one of ours", data, origin_peer
             )
         short = parsed[1]
+        msg_id = hashlib.sha256(data).hexdigest()  # the envelope's message id, if it parses
+        if (from_sync or origin_peer == self.local_peer) and store.inbox_has(self.state, msg_id):
+            # Sync offers what we may hold already (not a replay by anyone); our own
+            # message already held is a re-publish after a crash: let it go out again.
+            return not from_sync
         # A message fetched by sync is old by nature: no age limit, no rate limit; the
-        # inbox's message id deduplicates what we already hold.
+        # replay window applies on every path (it still accepts reordered numbers).
         ctx = self.context(max_age_ms=None if from_sync else 5 * 60 * 1000)
         decision = gossip.admit(
             data,
@@ -82,15 +87,13 @@ class Admission:
             ctx,
             now_ms=now_ms(),
             verify_signature=verify_signature,
-            window_for=None if from_sync else self._window,
+            window_for=self._window,
             limiter=None if from_sync else self.limiter,
         )
         if not decision.accepted:
             return self._reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder)
         envelope = decision.envelope
         assert envelope is not None
-        if from_sync and store.inbox_has(self.state, envelope.message_id()):
-            return False
         if envelope.kind == gossip.ANNOUNCE_KIND:
             problem = gossip.check_announce(envelope, origin_peer)
             if problem:
@@ -100,7 +103,6 @@ class Admission:
         ):
             return False
         if log.isEnabledFor(logging.DEBUG):
-            msg_id = envelope.message_id()
             log.debug(
                 "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder
             )

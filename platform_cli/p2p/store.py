@@ -32,14 +32,19 @@ def window_kind(kind: str) -> str:
 def store_received(
     state: State, topic: str, envelope: env.Envelope, wire: bytes, from_peer: str, via: str = "gossip"
 ) -> bool:
-    """Record an admitted message and advance its signer's window; False if already held."""
+    """Record an admitted message and advance its signer's window, in one write
+    transaction; False if already held, or refused (counted) because the window says
+    replay: another process may have taken the number since admission looked."""
     msg_id = envelope.message_id()
     with write_transaction(state):
         if state.execute("SELECT 1 FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone():
             return False
         kind = window_kind(envelope.kind)
-        if sequences.window(state, envelope.signer, kind=kind).check(envelope.seq) is None:
-            sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
+        problem = sequences.window(state, envelope.signer, kind=kind).check(envelope.seq)
+        if problem is not None:
+            count_rejection(state, topic, "replay", f"{envelope.signer} seq {envelope.seq}: {problem}")
+            return False
+        sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
         state.execute(
             "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
