@@ -13,6 +13,7 @@ from typing import Any
 
 import bittensor as bt
 import pytest
+from bittensor.intents.weights import normalize
 from bittensor.sp_core import Keypair
 
 from platform_cli.chain.devchain import DevChain
@@ -155,6 +156,20 @@ def test_commit_reveal_stores_a_timelocked_commit(chain: DevChain) -> None:
     assert entry["hotkey"] == hotkey("validator-2") and entry["commit_block"] == chain.head()
     assert entry["reveal_round"] == result.data["reveal_round"]
     assert chain.read("SubtensorModule", "Weights", [NETUID, uid("validator-2")]) is None  # not revealed
+
+
+def test_hash_commit_reveal_call_shapes(chain: DevChain) -> None:
+    """The salted hash path: a raw ``commit_weights`` call, then the ``RevealWeights`` intent,
+    which hashes over the SDK's ``normalize``d u16 values."""
+    commit = bt.calls.SubtensorModule.commit_weights(netuid=NETUID, commit_hash="0x" + "00" * 32)
+    assert commit[:2] == ("SubtensorModule", "commit_weights") and set(commit[2]) == {"netuid", "commit_hash"}
+    uids, weights = [uid("miner-00"), uid("miner-01")], [1.0, 3.0]
+    intent = bt.RevealWeights(netuid=NETUID, uids=uids, weights=weights, salt=[5, 6], version_key=2)
+    plan = sdk(chain, lambda c: c.plan(intent, wallet_key("validator-0")))
+    module, function, params = plan.call
+    assert (module, function) == ("SubtensorModule", "reveal_weights")
+    assert (params["uids"], params["values"]) == tuple(normalize(uids, weights))
+    assert (params["netuid"], params["salt"], params["version_key"]) == (NETUID, [5, 6], 2)
 
 
 def test_two_handles_on_one_file_share_blocks_and_weights(chain: DevChain, clock: Clock) -> None:

@@ -137,7 +137,7 @@ def test_commit_reveal_subnet_gets_a_timelocked_commit(run: Run, data_dir: Path,
     chain.release()
     submitted = as_json(run("--json", "weights", "submit"))
     assert submitted["outcome"] == "confirmed" and submitted["path"] == "commit"
-    assert "reveals at drand round" in submitted["message"]
+    assert "the dev chain never reveals timelocked commits" in submitted["message"]
     commits = sdk_read(data_dir / "devchain.db", lambda c: c.weights.timelocked_weight_commits(NETUID))
     assert [c["hotkey"] for group in commits.values() for c in group] == [hotkey("validator-0")]
 

@@ -14,9 +14,11 @@ checked with the chain's rules (registration, validator permit, rate limit, weig
 count, max weight limit) and applied, or refused with the chain's error names.
 State is kept at the head only: reads at an older block hash see the head.
 
-Timelocked commits (commit-reveal) are stored as the chain stores them; revealing them
-needs the drand beacon's signature for the round, which is not reachable offline, so
-the dev chain never reveals them on its own.
+Commit-reveal: salted hash commits (``commit_weights`` / ``reveal_weights``) are checked
+and revealed exactly as subtensor does. Timelocked commits (what the SDK's ``SetWeights``
+sends when commit-reveal is on) are stored as the chain stores them but NEVER revealed:
+revealing needs the drand beacon's signature for the commit's round, which cannot be
+fetched offline. They stay pending; :meth:`DevChain.pending_commits` reports them as such.
 """
 
 from __future__ import annotations
@@ -333,6 +335,24 @@ class DevChain:
                 "moving_price": {"bits": 2**32},
             }
 
+    def pending_commits(self, netuid: int) -> dict[str, int]:
+        """Unrevealed commits on ``netuid`` (all mechanisms): hash commits await a
+        ``reveal_weights``; timelocked commits are never revealed by the dev chain."""
+        counts = {"hash_commits": 0, "timelocked_commits_never_revealed": 0}
+        items = {
+            "WeightCommits": "hash_commits",
+            "TimelockedWeightCommits": "timelocked_commits_never_revealed",
+        }
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT item, key, value FROM storage WHERE pallet = 'SubtensorModule' AND item IN (?, ?)",
+                list(items),
+            ).fetchall()
+        for item, key_text, value_text in rows:
+            if json.loads(key_text)[0] % MECHANISM_STRIDE == netuid:
+                counts[items[item]] += len(json.loads(value_text))
+        return counts
+
     def extrinsics(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._conn.execute(
@@ -408,6 +428,12 @@ class _Tx:
 
     def put(self, item: str, params: list[Any], value: Any) -> None:
         DevChain._put(self.conn, "SubtensorModule", item, params, value)
+
+    def delete(self, item: str, params: list[Any]) -> None:
+        self.conn.execute(
+            "DELETE FROM storage WHERE pallet = 'SubtensorModule' AND item = ? AND key = ?",
+            [item, _key(params)],
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

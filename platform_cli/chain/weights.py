@@ -234,10 +234,12 @@ async def _confirm(
     if done.path == "commit":
         commits = await client.pending_commits(vector.netuid, mechid, hotkey)
         if any(c["commit_block"] == done.block and c["reveal_round"] == done.reveal_round for c in commits):
-            return (
-                "confirmed",
-                f"timelocked commit stored at block {done.block}; reveals at drand round {done.reveal_round}",
+            reveal = (
+                "the dev chain never reveals timelocked commits (no drand offline)"
+                if client.settings.is_dev
+                else f"reveals at drand round {done.reveal_round}"
             )
+            return "confirmed", f"timelocked commit stored at block {done.block}; {reveal}"
         return "submitted", "commit not found on read-back"
     snapshot_uid = await uid_of(client, vector.netuid, hotkey)
     row, last_update = await client.weights_row(vector.netuid, mechid, snapshot_uid)

@@ -198,4 +198,5 @@ def _dev_info(chain_, netuid: int) -> dict[str, object]:  # chain_: DevChain
         epoch=schedule.epoch_of(head),
         blocks_to_next_epoch=schedule.blocks_until_next(head),
     )
+    info.update(chain_.pending_commits(netuid))
     return info
