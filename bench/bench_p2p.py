@@ -27,8 +27,11 @@ PAYLOAD = "x" * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 GRACE_S = 2.0
 """A rate is sustained when every message is at every node this long after the last send."""
-# Per-signer limits are policy, not capacity: raise them so that they do not cap the run.
-CONFIG = "[p2p]\nrate_per_signer = 100000\nburst_per_signer = 100000\n"
+# Per-signer and per-peer limits are policy, not capacity: raise them so that they do not cap the run.
+CONFIG = (
+    "[p2p]\nrate_per_signer = 100000\nburst_per_signer = 100000\n"
+    "rate_per_peer = 100000\nburst_per_peer = 100000\n"
+)
 
 
 def cpu_seconds(node: NodeProc) -> float:

@@ -9,10 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import trio
 
 from platform_cli.config import DEVNET_GENESIS, DEVNET_NETUID
 from platform_cli.core.envelope import Network
@@ -164,3 +167,74 @@ def mesh_ready(nodes: list[NodeProc], probe_topic: str = "submissions") -> None:
     wait_for(lambda: all(n.connected_peers() >= 1 for n in nodes), 60, what="connections")
     ids = [queue(n, probe_topic, "submission", {"probe": i}) for i, n in enumerate(nodes)]
     wait_for(lambda: all(set(ids) <= n.inbox_ids() for n in nodes), 60, 0.1, what="mesh probes")
+
+
+@asynccontextmanager
+async def node_in_process(data_dir: Path, **settings: Any) -> AsyncIterator[Any]:
+    """A ``Node`` run inside the test's trio loop (for tests that poke at its internals)."""
+    from platform_cli.config import NetworkConfig
+    from platform_cli.p2p.config import NodeSettings
+    from platform_cli.p2p.node import Node
+
+    node = Node(data_dir, NodeSettings(listen=("/ip4/127.0.0.1/tcp/0",), **settings), NetworkConfig())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        try:
+            yield node
+        finally:
+            nursery.cancel_scope.cancel()
+    node.state.close()
+
+
+@asynccontextmanager
+async def bare_host(**dht_validators: Any) -> AsyncIterator[tuple[Any, Any]]:
+    """A plain libp2p host with a KadDHT that accepts whatever it is told to (hostile)."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
+    from libp2p.records.validator import NamespacedValidator
+    from libp2p.tools.anyio_service import background_trio_service
+
+    host = new_host()
+    validator = NamespacedValidator(dht_validators, strict_validation=True)
+    dht = KadDHT(host, DHTMode.SERVER, validator=validator, validator_changed=True, strict_validation=True)
+    async with (
+        host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]),
+        background_trio_service(dht),
+    ):
+        yield host, dht
+
+
+async def await_until(predicate: Callable[[], Any], timeout: float, what: str = "") -> Any:
+    with trio.move_on_after(timeout):
+        while not (value := predicate()):
+            await trio.sleep(0.05)
+        return value
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+
+
+@asynccontextmanager
+async def rogue_pubsub(topics: list[str]) -> AsyncIterator[tuple[Any, Any, Any]]:
+    """A libp2p host publishing raw bytes on ``topics`` with no admission at all."""
+    import multiaddr
+    from libp2p import new_host
+    from libp2p.custom_types import TProtocol
+    from libp2p.pubsub.gossipsub import GossipSub
+    from libp2p.pubsub.pubsub import Pubsub
+    from libp2p.tools.anyio_service import background_trio_service
+
+    host = new_host()
+    gossipsub = GossipSub(
+        protocols=[TProtocol("/meshsub/1.1.0")], degree=6, degree_low=4, degree_high=12,
+        heartbeat_initial_delay=0.1, heartbeat_interval=1,
+    )  # fmt: skip
+    pubsub = Pubsub(host, gossipsub, strict_signing=True)
+    async with (
+        host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]),
+        background_trio_service(pubsub),
+        background_trio_service(gossipsub),
+    ):
+        await pubsub.wait_until_ready()
+        for topic in topics:
+            await pubsub.subscribe(topic)
+        yield host, gossipsub, pubsub

@@ -7,6 +7,8 @@ import socket
 
 import pytest
 
+PEER = "12D3KooWP6R5to2iZxbZpqnfeVgL1jRghqv92zU7bHnrHkio2AB3"
+
 
 @pytest.mark.parametrize(
     "args",
@@ -18,7 +20,7 @@ import pytest
             "/ip4/127.0.0.1/tcp/4001/p2p/12D3KooWP6R5to2iZxbZpqnfeVgL1jRghqv92zU7bHnrHkio2AB3",
         ),
         ("dht", "get", "/sub/" + "0" * 64),
-        ("dht", "providers", "abc"),
+        ("dht", "providers", "/sub/" + "0" * 64),
     ],
 )
 def test_commands_say_when_no_node_is_running(run, args) -> None:
@@ -81,3 +83,49 @@ def test_run_refuses_an_unknown_announcement_key(run, data_dir) -> None:
     result = run("peer", "run", "--listen", "/ip4/127.0.0.1/tcp/0", "--key", "nosuch")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: no key named 'nosuch'")
+
+
+def test_a_second_node_on_the_same_data_dir_is_refused(run, data_dir) -> None:
+    from platform_cli.p2p import keys
+
+    held = keys.lock_node(data_dir)  # as a first `peer run` still starting up holds it
+    try:
+        result = run("peer", "run", "--listen", "/ip4/127.0.0.1/tcp/0")
+    finally:
+        held.close()
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: another 'platform peer run' is using {data_dir} (it holds {data_dir / 'p2p' / 'node.lock'})\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("peer", "run", "--listen", "/ip4/127.0.0.1/udp/4001"), "must start with /ip4/<address>/tcp/<port>"),
+        (
+            ("peer", "run", "--listen", "/dns4/example.com/tcp/4001"),
+            "must start with /ip4/<address>/tcp/<port>",
+        ),
+        (
+            ("peer", "run", "--listen", "/ip4/127.0.0.1/tcp/0/p2p/" + PEER),
+            "must be just /ip4/<address>/tcp/<port>",
+        ),
+        (("peer", "connect", "garbage"), "peer connect: 'garbage' is not a valid multiaddr"),
+        (("peer", "connect", "/ip4/127.0.0.1/tcp/4001"), "must end with /p2p/<peer id>"),
+        (
+            ("peer", "connect", "/ip4/127.0.0.1/udp/4001/p2p/" + PEER),
+            "must start with /ip4/<address>/tcp/<port>",
+        ),
+        (("dht", "get", "/sub/xyz"), "must be /sub/<sha256 hex of the value>"),
+        (("dht", "provide", "snapshot-7"), "must be /sub/<sha256 hex> or /<namespace>/<signer ss58>/<name>"),
+        (("dht", "providers", "/eval/e1"), "must be /sub/<sha256 hex> or /<namespace>/<signer ss58>/<name>"),
+        (("dht", "forget", "/sub/12"), "must be /sub/<sha256 hex of the value>"),
+    ],
+)
+def test_bad_addresses_and_keys_are_refused_in_the_command(run, args, message) -> None:
+    result = run(*args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "no node is running" not in result.stderr  # refused before asking the node
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.output

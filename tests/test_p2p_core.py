@@ -40,7 +40,9 @@ def seal(
 
 def decide(envelope: env.Envelope | bytes, topic: str, validators, sudo: str = "", **kw) -> gossip.Decision:
     data = envelope if isinstance(envelope, bytes) else envelope.to_wire()
-    ctx = gossip.Context(NET, frozenset(validators), sudo)
+    # Registration is tested on its own: by default the signer counts as registered.
+    signer = set() if isinstance(envelope, bytes) else {envelope.signer}
+    ctx = gossip.Context(NET, frozenset(validators), sudo, registered=frozenset(kw.pop("registered", signer)))
     return gossip.admit(
         data, topic, ctx, now_ms=kw.pop("now", NOW), verify_signature=verify_signature,
         window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None),
@@ -117,9 +119,21 @@ def test_registry_updates_only_from_sudo_votes_only_from_validators(keys) -> Non
     )
 
 
-def test_anyone_may_submit(keys) -> None:
-    _, outsider, _ = keys
-    assert decide(seal(outsider, "submission"), "submissions", set()).accepted
+def test_only_registered_hotkeys_may_submit(keys) -> None:
+    validator, outsider, _ = keys
+    assert decide(seal(outsider, "submission"), "submissions", set(), registered={outsider.ss58}).accepted
+    assert decide(seal(validator, "submission"), "submissions", {validator.ss58}).accepted
+    fresh = decide(seal(outsider, "submission"), "submissions", {validator.ss58}, registered={validator.ss58})
+    assert fresh.reason == "wrong_role" and "registered only" in fresh.detail
+
+
+def test_peer_penalties_forget_quiet_peers() -> None:
+    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
+    penalties.record("old", NOW)
+    penalties.record("recent", NOW + 900)
+    penalties.prune(NOW + 1000)
+    assert len(penalties) == 1
+    assert not penalties.record("recent", NOW + 950) and penalties.record("recent", NOW + 960)
 
 
 def test_replay_window_is_consulted(keys) -> None:
@@ -199,18 +213,34 @@ def test_signed_records_check_signer_role_key_binding_and_pick_the_newest(keys) 
     def record(signer: Signer, key: str, seq: int = 1, ts: int = NOW) -> bytes:
         return seal(signer, "evaluation", {"key": key, "data": b"d"}, seq=seq, ts=ts).to_wire()
 
-    good = record(validator, "/eval/e1")
-    assert dhtrec.check_signed("/eval/e1", good, ctx, verify_signature=verify_signature, now_ms=NOW).seq == 1
+    e1 = dhtrec.with_owner("/eval/e1", validator.ss58)
+    assert e1 == f"/eval/{validator.ss58}/e1"
+    good = record(validator, e1)
+    assert dhtrec.check_signed(e1, good, ctx, verify_signature=verify_signature, now_ms=NOW).seq == 1
+    mine = dhtrec.with_owner("/eval/e1", outsider.ss58)
     with pytest.raises(dhtrec.RecordError, match="not a validator"):
-        dhtrec.check_signed(
-            "/eval/e1", record(outsider, "/eval/e1"), ctx, verify_signature=verify_signature, now_ms=NOW
-        )
+        dhtrec.check_signed(mine, record(outsider, mine), ctx, verify_signature=verify_signature, now_ms=NOW)
+    e2 = dhtrec.with_owner("/eval/e2", validator.ss58)
     with pytest.raises(dhtrec.RecordError, match="record body must be"):
-        dhtrec.check_signed("/eval/e2", good, ctx, verify_signature=verify_signature, now_ms=NOW)
+        dhtrec.check_signed(e2, good, ctx, verify_signature=verify_signature, now_ms=NOW)
+    ckpt = dhtrec.with_owner("/ckpt/e1", validator.ss58)
     with pytest.raises(dhtrec.RecordError, match="not accepted"):
-        dhtrec.check_signed("/ckpt/e1", good, ctx, verify_signature=verify_signature, now_ms=NOW)
-    newer = record(validator, "/eval/e1", seq=2, ts=NOW + 1)
-    assert dhtrec.select_signed([good, newer]) == 1
+        dhtrec.check_signed(ckpt, record(validator, ckpt), ctx, verify_signature=verify_signature, now_ms=NOW)
+    newer = record(validator, e1, seq=2, ts=NOW + 1)
+    assert dhtrec.select_signed(e1, [good, newer]) == 1
+    with pytest.raises(dhtrec.RecordError, match="signer ss58"):
+        dhtrec.split("/eval/e1")  # a signed key must name its signer
+
+
+def test_a_validator_cannot_overwrite_another_validators_record(keys) -> None:
+    validator, other, _ = keys
+    ctx = dhtrec.SignedContext(NET, {validator.ss58, other.ss58})
+    key = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
+    original = seal(validator, "evaluation", {"key": key, "data": b"mine"}).to_wire()
+    newer_forgery = seal(other, "evaluation", {"key": key, "data": b"theirs"}, seq=9, ts=NOW + 5).to_wire()
+    with pytest.raises(dhtrec.RecordError, match="not by the key's owner"):
+        dhtrec.check_signed(key, newer_forgery, ctx, verify_signature=verify_signature, now_ms=NOW)
+    assert dhtrec.select_signed(key, [original, newer_forgery]) == 0  # newest of the owner only
 
 
 class _StreamAdapter:
@@ -229,6 +259,26 @@ class _StreamAdapter:
         await self.stream.aclose()
 
 
+def _exchange(server: sync.Server, request: dict, peer: str = "p") -> tuple[list[tuple[str, bytes]], int]:
+    """Run a sync between ``server`` and a client in memory: every item and the last row."""
+    got: list[tuple[str, bytes]] = []
+    rows: list[int] = []
+
+    async def on_frame(items: sync.Items, row: int) -> bool:
+        got.extend(items)
+        rows.append(row)
+        return True
+
+    async def exchange() -> None:
+        client_side, server_side = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle, _StreamAdapter(server_side), peer)
+            await sync.fetch(_StreamAdapter(client_side), request, on_frame)
+
+    trio.run(exchange)
+    return got, rows[-1]
+
+
 def test_sync_chunks_large_ranges_and_returns_everything(keys, tmp_path: Path) -> None:
     validator, _, _ = keys
     state = open_state(tmp_path / "node")
@@ -238,26 +288,97 @@ def test_sync_chunks_large_ranges_and_returns_everything(keys, tmp_path: Path) -
         envelope = seal(validator, "submission", {"i": i, "blob": bytes(40_000)}, seq=i + 1)
         store.store_received(state, topic, envelope, envelope.to_wire(), "peer")
         sent.append(envelope.to_wire())
-    frames = sync.answer_chunks(state, {"op": "since", "after_row": 0, "since_ms": 0})
+    frames = list(sync.answer_frames(state, {"op": "since", "after_row": 0, "since_ms": 0}))
     assert len(frames) >= 2
     assert all(sum(len(w) for _, w in items) <= sync.CHUNK_BYTES for items, _ in frames)
     first_items, first_row = frames[0]
-    rest = sync.answer_chunks(state, {"op": "since", "after_row": first_row, "since_ms": 0})
+    rest = sync.answer_frames(state, {"op": "since", "after_row": first_row, "since_ms": 0})
     assert [w for items, _ in rest for _, w in items] == sent[len(first_items) :]
 
-    async def exchange() -> tuple[list[tuple[str, bytes]], int]:
-        client_side, server_side = trio.testing.memory_stream_pair()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sync.handle, state, _StreamAdapter(server_side))
-            return await sync.fetch(_StreamAdapter(client_side), {"op": "since", "after_row": 0})
-
-    got, row = trio.run(exchange)
+    got, row = _exchange(sync.Server(state), {"op": "since", "after_row": 0})
     assert [w for _, w in got] == sent
     assert row == frames[-1][1]
-    by_id = sync.answer_chunks(state, {"op": "get", "ids": [env.from_wire(sent[3]).message_id()]})
+    by_id = list(sync.answer_frames(state, {"op": "get", "ids": [env.from_wire(sent[3]).message_id()]}))
     assert by_id == [([[topic, sent[3]]], 0)]
     with pytest.raises(sync.SyncError, match="unknown op"):
-        sync.answer_chunks(state, {"op": "drop tables"})
+        sync.answer_frames(state, {"op": "drop tables"})
+    state.close()
+
+
+def test_sync_client_is_bounded_against_a_hostile_responder(monkeypatch) -> None:
+    """Endless frames of tiny items: handled frame by frame, cut off at the item cap."""
+    monkeypatch.setattr(sync, "MAX_ITEMS", 5000)
+    frames_seen: list[int] = []
+
+    async def hostile(stream: _StreamAdapter) -> None:
+        await sync.read_frame(stream)
+        with trio.move_on_after(30):
+            while True:
+                items = [["t", b"x"]] * sync.FRAME_ITEMS
+                await sync.write_frame(stream, {"items": items, "row": 1, "more": True})
+
+    async def on_frame(items: sync.Items, row: int) -> bool:
+        frames_seen.append(len(items))
+        return True
+
+    async def scenario() -> None:
+        client_side, server_side = trio.testing.memory_stream_pair()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hostile, _StreamAdapter(server_side))
+            with pytest.raises(sync.SyncError, match="exceeds 5000 items"), trio.fail_after(20):
+                await sync.fetch(_StreamAdapter(client_side), {"op": "since"}, on_frame)
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert frames_seen == [sync.FRAME_ITEMS, sync.FRAME_ITEMS]  # admitted as they came, then cut off
+
+    async def oversized_frame() -> None:
+        client_side, server_side = trio.testing.memory_stream_pair()
+
+        async def send() -> None:
+            await sync.read_frame(_StreamAdapter(server_side))
+            items = [["t", b""]] * (sync.FRAME_ITEMS + 1)
+            await sync.write_frame(_StreamAdapter(server_side), {"items": items, "row": 1, "more": False})
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send)
+            with pytest.raises(sync.SyncError, match="items exceeds"):
+                await sync.fetch(_StreamAdapter(client_side), {"op": "since"}, on_frame)
+
+    trio.run(oversized_frame)
+
+
+def test_sync_server_times_out_silent_requesters_and_limits_concurrency(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sync, "REQUEST_TIMEOUT_S", 0.3)
+    state = open_state(tmp_path / "node")
+    server = sync.Server(state, total=2, per_peer=1)
+    closed: list[str] = []
+
+    class Silent(_StreamAdapter):
+        def __init__(self, stream: trio.abc.Stream, name: str) -> None:
+            super().__init__(stream)
+            self.name = name
+
+        async def close(self) -> None:
+            closed.append(self.name)
+            await super().close()
+
+    async def scenario() -> None:
+        pairs = [trio.testing.memory_stream_pair() for _ in range(3)]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.handle, Silent(pairs[0][1], "first"), "peerA")
+            await trio.sleep(0.05)
+            nursery.start_soon(server.handle, Silent(pairs[1][1], "same peer"), "peerA")
+            await trio.sleep(0.05)
+            assert closed == ["same peer"]  # refused at once: peerA is being served
+            with trio.fail_after(5):
+                while "first" not in closed:  # never sends its request: dropped
+                    await trio.sleep(0.02)
+            assert not server._active
+
+    trio.run(scenario)
+    got, _ = _exchange(server, {"op": "since", "after_row": 0})
+    assert got == []  # the server still serves afterwards
     state.close()
 
 
@@ -275,3 +396,14 @@ def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:
     assert [m.envelope for m in rest] == [sent[5]]
     assert {m.via for m in first + rest} == {"gossip"}
     state.close()
+
+
+def test_put_quota_per_peer_and_for_everyone_per_window() -> None:
+    quota = dhtrec.PutQuota(per_peer_puts=2, per_peer_bytes=100, total_puts=3, window_ms=1000)
+    assert quota.charge("a", 10, NOW) is None
+    assert quota.charge("a", 10, NOW) is None
+    assert "exceeds 2 puts" in quota.charge("a", 10, NOW)
+    assert "exceeds" in dhtrec.PutQuota(per_peer_bytes=100).charge("b", 101, NOW)  # bytes count too
+    assert quota.charge("b", 10, NOW) is None
+    assert quota.charge("c", 10, NOW) == "all peers together exceed the DHT put quota"
+    assert quota.charge("a", 10, NOW + 1000) is None  # a new window

@@ -19,8 +19,9 @@ pass_app = click.make_pass_decorator(AppContext)
 def dht() -> None:
     """Put/get/provide/find records in the Kademlia DHT.
 
-    Namespaces: /sub/<sha256 hex> holds content whose sha256 is the key; /eval/<name>
-    and /ckpt/<name> hold records signed by a validator (use --key to sign).
+    Namespaces: /sub/<sha256 hex> holds content whose sha256 is the key;
+    /eval/<signer ss58>/<name> and /ckpt/<signer ss58>/<name> hold records signed by that
+    validator (put with --key; '/eval/<name>' is completed with the key's ss58).
     """
 
 
@@ -70,10 +71,13 @@ def get(app: AppContext, key: str, out: Path | None) -> None:
 @pass_app
 def provide(app: AppContext, key: str) -> None:
     """Announce that this node provides KEY."""
-    from platform_cli.p2p import client
+    from platform_cli.p2p import client, records
 
+    records.check_key(key)
     result = client.call(app.state, "dht.provide", {"key": key})
     audit.append(app.state, "local", "dht.provide", result)
+    if not result["announced"]:
+        raise PlatformError(f"{key!r} was not announced: no peer took the provider record")
     output.record(result, as_json=app.json)
 
 
@@ -82,8 +86,9 @@ def provide(app: AppContext, key: str) -> None:
 @pass_app
 def providers(app: AppContext, key: str) -> None:
     """Peers that announced they provide KEY."""
-    from platform_cli.p2p import client
+    from platform_cli.p2p import client, records
 
+    records.check_key(key)
     result = client.call(app.state, "dht.providers", {"key": key})
     rows = [{"peer_id": p} for p in result["providers"]]
     output.table(rows, ("peer_id",), as_json=app.json, empty=f"no providers for {key!r}")
@@ -94,8 +99,9 @@ def providers(app: AppContext, key: str) -> None:
 @pass_app
 def forget(app: AppContext, key: str) -> None:
     """Drop this node's local copy of KEY (the network keeps its copies)."""
-    from platform_cli.p2p import client
+    from platform_cli.p2p import client, records
 
+    records.check_key(key)
     result = client.call(app.state, "dht.forget", {"key": key})
     audit.append(app.state, "local", "dht.forget", result)
     output.record(result, as_json=app.json)

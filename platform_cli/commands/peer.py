@@ -86,9 +86,9 @@ def list_(app: AppContext) -> None:
 def connect(app: AppContext, multiaddr: str) -> None:
     """Dial MULTIADDR (must end in /p2p/<peer id>) from the running node."""
     from platform_cli.p2p import client
+    from platform_cli.p2p.config import check_addr
 
-    if "/p2p/" not in multiaddr:
-        raise PlatformError(f"multiaddr {multiaddr!r} must end with /p2p/<peer id>")
+    check_addr("peer connect", multiaddr, peer_id=True)
     result = client.call(app.state, "connect", {"addr": multiaddr})
     audit.append(app.state, "local", "peer.connect", {"addr": multiaddr, **result})
     output.record(result, as_json=app.json)

@@ -27,7 +27,8 @@ _TOPIC_RE = re.compile(r"^/platform/(\d{1,5})/([a-z]+)/(\d+)$")
 
 
 class Role(Enum):
-    ANYONE = "anyone"
+    REGISTERED = "registered"
+    """Any hotkey registered on the subnet (a neuron of the newest metagraph snapshot)."""
     VALIDATOR = "validator"
 
 
@@ -40,7 +41,7 @@ class TopicRule:
 
 
 TOPICS: Mapping[str, TopicRule] = {
-    "submissions": TopicRule(frozenset({"submission"}), Role.ANYONE),
+    "submissions": TopicRule(frozenset({"submission"}), Role.REGISTERED),
     "evaluations": TopicRule(frozenset({"evaluation"}), Role.VALIDATOR),
     "consensus": TopicRule(
         frozenset(
@@ -78,10 +79,19 @@ def parse_topic(topic: str) -> tuple[int, str] | None:
     return int(match[1]), match[2]
 
 
-def role_ok(kind: str, signer: str, rule: TopicRule, validators: Collection[str], sudo: str) -> bool:
+def role_ok(
+    kind: str,
+    signer: str,
+    rule: TopicRule,
+    validators: Collection[str],
+    sudo: str,
+    registered: Collection[str],
+) -> bool:
     if kind in rule.sudo_kinds:
         return signer == sudo
-    return rule.role is Role.ANYONE or signer in validators
+    if rule.role is Role.REGISTERED:
+        return signer in registered or signer in validators
+    return signer in validators
 
 
 @dataclass
@@ -149,6 +159,14 @@ class PeerPenalties:
         self._faults[peer] = recent
         return len(recent) == self.threshold
 
+    def prune(self, now_ms: int) -> None:
+        """Forget peers with no fault in the window (memory bound: recently faulty peers)."""
+        for peer in [p for p, times in self._faults.items() if times[-1] <= now_ms - self.window_ms]:
+            del self._faults[peer]
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
 
 @dataclass(frozen=True)
 class Context:
@@ -157,6 +175,8 @@ class Context:
     network: env.Network
     validators: Collection[str]
     sudo: str
+    registered: Collection[str] = frozenset()
+    """Hotkeys of every neuron in the newest metagraph snapshot (fresh keys cost nothing)."""
     max_bytes: int = MAX_MESSAGE_BYTES
     max_age_ms: int | None = 5 * 60 * 1000
 
@@ -200,8 +220,10 @@ def admit(
     policy = env.VerifyPolicy(
         network=ctx.network, kinds=rule.kinds, max_size=ctx.max_bytes, max_age_ms=ctx.max_age_ms
     )
-    if not role_ok(envelope.kind, envelope.signer, rule, ctx.validators, ctx.sudo):
-        return refuse("wrong_role", f"{envelope.signer} may not sign {envelope.kind!r}")
+    if not role_ok(envelope.kind, envelope.signer, rule, ctx.validators, ctx.sudo, ctx.registered):
+        return refuse(
+            "wrong_role", f"{envelope.signer} may not sign {envelope.kind!r} ({rule.role.value} only)"
+        )
     try:
         window = window_for(envelope.signer, envelope.kind) if window_for is not None else None
         env.verify(envelope, policy, verify_signature=verify_signature, now_ms=now_ms, window=window)

@@ -23,6 +23,10 @@ from platform_cli.state.db import State
 
 log = logging.getLogger("platform.p2p")
 VALIDATOR_SET_TTL_S = 2.0
+STORED, HELD, OWN_HELD = "stored", "held", "own_held"
+LOCAL_VIEW_REASONS = frozenset({"wrong_role", "stale", "rate_limited", "peer_rate_limited"})
+"""Refusals that depend on our own view (validator set, clock, budgets) and may turn into
+acceptance later: sync does not move its cursor past them."""
 
 
 class Admission:
@@ -34,6 +38,8 @@ class Admission:
         *,
         rate: int,
         burst: int,
+        peer_rate: int = 1000,
+        peer_burst: int = 5000,
         min_stake_rao: int = 0,
     ) -> None:
         self.state = state
@@ -41,7 +47,10 @@ class Admission:
         self.sudo = sudo
         self.min_stake_rao = min_stake_rao
         self.limiter = gossip.RateLimiter(rate, burst)
+        self.peer_limiter = gossip.RateLimiter(peer_rate, peer_burst)
+        """Per forwarding peer: what any peer may hand us, whoever signed it."""
         self._validators: frozenset[str] = frozenset()
+        self._registered: frozenset[str] = frozenset()
         self._loaded_at = -1e9
         self.local_peer = ""  # set by the node: our own announcements bind nothing
         self.penalties = gossip.PeerPenalties()
@@ -50,34 +59,61 @@ class Admission:
         self.own_refusals: dict[bytes, str] = {}
         """Why our own publishes were refused (sha256 of the data -> reason), for the outbox."""
 
-    def validators(self) -> frozenset[str]:
+    def _refresh(self) -> None:
         now = time.monotonic()
         if now - self._loaded_at > VALIDATOR_SET_TTL_S:
-            found = metagraph.latest_validator_set(self.state, self.network.netuid, self.min_stake_rao)
-            self._validators = frozenset(found)
+            snapshot = metagraph.latest_snapshot(self.state, self.network.netuid)
+            self._validators = frozenset(snapshot.validators(self.min_stake_rao) if snapshot else ())
+            self._registered = frozenset(n.hotkey for n in snapshot.neurons) if snapshot else frozenset()
             self._loaded_at = now
+
+    def validators(self) -> frozenset[str]:
+        self._refresh()
         return self._validators
 
     def context(self, *, max_age_ms: int | None = 5 * 60 * 1000) -> gossip.Context:
-        return gossip.Context(self.network, self.validators(), self.sudo, max_age_ms=max_age_ms)
+        self._refresh()
+        return gossip.Context(
+            self.network, self._validators, self.sudo, registered=self._registered, max_age_ms=max_age_ms
+        )
 
     def receive(
         self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
     ) -> bool:
         """Admit and store one message; False (counted) when refused or already held.
+        True also for our own message already held (a re-publish: it may go out)."""
+        outcome = self.admit(topic, data, origin_peer, forwarder=forwarder, from_sync=from_sync)
+        return outcome in (STORED, OWN_HELD)
 
-        ``forwarder`` is the peer that handed it to us (for sync: the responder)."""
+    def admit(
+        self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
+    ) -> str:
+        """Admit and store one message: ``STORED``, ``HELD``, ``OWN_HELD`` or the reason
+        it was refused (counted). ``forwarder`` is the peer that handed it to us (for
+        sync: the responder)."""
         parsed = gossip.parse_topic(topic)
         if parsed is None or parsed[0] != self.network.netuid:
             return self._reject(
-                topic, "unknown_topic", f"topic {topic!r} is not one of ours", data, origin_peer
+                topic, "unknown_topic", f"topic {topic!r} is not one of ours", data, origin_peer, forwarder
             )
         short = parsed[1]
+        relayed = not from_sync and forwarder not in ("", self.local_peer)
+        if relayed and not self.peer_limiter.allow(forwarder, now_ms()):
+            return self._reject(
+                topic,
+                "peer_rate_limited",
+                f"{forwarder} exceeds its message rate",
+                data,
+                origin_peer,
+                forwarder,
+            )
         msg_id = hashlib.sha256(data).hexdigest()  # the envelope's message id, if it parses
-        if (from_sync or origin_peer == self.local_peer) and store.inbox_has(self.state, msg_id):
+        republish = origin_peer == self.local_peer and not relayed
+        if (from_sync or republish) and store.inbox_has(self.state, msg_id):
             # Sync offers what we may hold already (not a replay by anyone); our own
-            # message already held is a re-publish after a crash: let it go out again.
-            return not from_sync
+            # message already held, published by us, is a re-publish after a crash: let
+            # it go out again (a copy of it relayed back by a peer is a replay).
+            return HELD if from_sync else OWN_HELD
         # A message fetched by sync is old by nature: no age limit, no rate limit; the
         # replay window applies on every path (it still accepts reordered numbers).
         ctx = self.context(max_age_ms=None if from_sync else 5 * 60 * 1000)
@@ -101,7 +137,7 @@ class Admission:
         if not store.store_received(
             self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip"
         ):
-            return False
+            return HELD if store.inbox_has(self.state, msg_id) else "replay"
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder
@@ -109,21 +145,21 @@ class Admission:
         if envelope.kind == gossip.ANNOUNCE_KIND and origin_peer != self.local_peer:
             addrs = envelope.body.get("addrs", [])
             store.bind_hotkey(self.state, origin_peer, envelope.signer, addrs[0] if addrs else "")
-        return True
+        return STORED
 
     def _window(self, signer: str, kind: str) -> SequenceWindow:
         return sequences.window(self.state, signer, kind=store.window_kind(kind))
 
-    def _reject(self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str) -> bool:
+    def _reject(self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str) -> str:
         log.info("rejected topic=%s reason=%s origin=%s detail=%s", topic, reason, origin, detail)
         store.count_rejection(self.state, topic, reason, detail)
-        if origin == self.local_peer:
+        if origin == self.local_peer and forwarder in ("", self.local_peer):
             self.own_refusals[hashlib.sha256(data).digest()] = f"{reason}: {detail}"
         elif self._blames(reason, forwarder) and self.penalties.record(forwarder, now_ms()):
             log.warning("misbehaving peer=%s: repeated invalid messages (last: %s)", forwarder, reason)
             if self.on_misbehaving is not None:
                 self.on_misbehaving(forwarder)
-        return False
+        return reason
 
     def _blames(self, reason: str, forwarder: str) -> bool:
         return reason in gossip.FORWARDER_FAULTS and forwarder not in ("", self.local_peer)

@@ -7,7 +7,12 @@ bootstrap = ["/ip4/10.0.0.2/tcp/4001/p2p/12D3Koo..."]
 key = "validator"            # key name (platform keys) that signs announcements
 rate_per_signer = 100        # messages a second, per signer
 burst_per_signer = 500
+rate_per_peer = 1000         # messages a second a peer may relay to us, whoever signed them
+burst_per_peer = 5000
+inbox_max_rows = 200000      # inbox retention: the newest rows ...
+inbox_max_age_s = 604800     # ... received in the last 7 days
 min_validator_stake_rao = 0
+sync_interval_s = 30         # also syncs from each peer on connection
 ```
 """
 
@@ -31,6 +36,11 @@ _KNOWN = {
     "min_validator_stake_rao",
     "redial_interval_s",
     "announce_interval_s",
+    "sync_interval_s",
+    "rate_per_peer",
+    "burst_per_peer",
+    "inbox_max_rows",
+    "inbox_max_age_s",
 }
 
 
@@ -44,6 +54,12 @@ class NodeSettings:
     min_validator_stake_rao: int = 0
     redial_interval_s: int = 2
     announce_interval_s: int = 30
+    sync_interval_s: int = 30
+    """Seconds between syncs from every connected peer (also done on each new connection)."""
+    rate_per_peer: int = 1000
+    burst_per_peer: int = 5000
+    inbox_max_rows: int = 200_000
+    inbox_max_age_s: int = 7 * 24 * 3600
 
     def with_overrides(self, **values: Any) -> NodeSettings:
         return replace(self, **{k: v for k, v in values.items() if v not in (None, ())})
@@ -89,18 +105,34 @@ def load_settings(config: Config) -> NodeSettings:
         ),
         redial_interval_s=_positive(config, table, "redial_interval_s", base.redial_interval_s),
         announce_interval_s=_positive(config, table, "announce_interval_s", base.announce_interval_s),
+        sync_interval_s=_positive(config, table, "sync_interval_s", base.sync_interval_s),
+        rate_per_peer=_positive(config, table, "rate_per_peer", base.rate_per_peer),
+        burst_per_peer=_positive(config, table, "burst_per_peer", base.burst_per_peer),
+        inbox_max_rows=_positive(config, table, "inbox_max_rows", base.inbox_max_rows),
+        inbox_max_age_s=_positive(config, table, "inbox_max_age_s", base.inbox_max_age_s),
     )
+
+
+def check_addr(what: str, addr: str, *, peer_id: bool) -> None:
+    """Refuse an address the node cannot use: it must parse, be /ip4 or /ip6 over /tcp (the
+    only transport the node runs) and, when ``peer_id``, end with /p2p/<peer id>."""
+    import multiaddr
+
+    try:
+        names = [p.name for p in multiaddr.Multiaddr(addr).protocols()]
+    except Exception as exc:  # the library raises several types for bad input
+        raise PlatformError(f"{what}: {addr!r} is not a valid multiaddr: {exc}") from None
+    if len(names) < 2 or names[0] not in ("ip4", "ip6") or names[1] != "tcp":
+        raise PlatformError(f"{what}: {addr!r} must start with /ip4/<address>/tcp/<port> or /ip6/...")
+    if peer_id and names[2:] != ["p2p"]:
+        raise PlatformError(f"{what}: {addr!r} must end with /p2p/<peer id>")
+    if not peer_id and len(names) != 2:
+        raise PlatformError(f"{what}: {addr!r} must be just /ip4/<address>/tcp/<port> (or /ip6/...)")
 
 
 def check_addrs(settings: NodeSettings) -> None:
     """Refuse malformed listen or bootstrap addresses before anything starts."""
-    import multiaddr
-
-    for field, addrs in (("listen", settings.listen), ("bootstrap", settings.bootstrap)):
-        for addr in addrs:
-            try:
-                multiaddr.Multiaddr(addr)
-            except Exception as exc:  # the library raises several types for bad input
-                raise PlatformError(f"p2p.{field}: {addr!r} is not a valid multiaddr: {exc}") from None
-            if field == "bootstrap" and "/p2p/" not in addr:
-                raise PlatformError(f"p2p.bootstrap: {addr!r} must end with /p2p/<peer id>")
+    for addr in settings.listen:
+        check_addr("p2p.listen", addr, peer_id=False)
+    for addr in settings.bootstrap:
+        check_addr("p2p.bootstrap", addr, peer_id=True)

@@ -66,6 +66,7 @@ async def _get(node: Node, arg: dict[str, Any]) -> Any:
     if value is None:
         return {"key": key, "found": False}
     node.dht.validator.validate(key, value)
+    node.dht.value_store.put(key.encode(), value)  # held here too, so the mirror row stays
     store.mirror_record(node.state, key, value)
     return {"key": key, "found": True, "value_hex": value.hex()}
 

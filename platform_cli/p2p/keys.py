@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from platform_cli.errors import PlatformError
 
@@ -36,3 +37,19 @@ def peer_id(data_dir: Path) -> str:
     from libp2p.peer.id import ID
 
     return ID.from_pubkey(load_or_create(data_dir).public_key).to_base58()
+
+
+def lock_node(data_dir: Path) -> IO[bytes]:
+    """Hold ``<data-dir>/p2p/node.lock`` exclusively (released when the process ends).
+
+    Two hosts on one data dir would race on the outbox and the replay windows; the
+    heartbeat row cannot tell a starting node from a dead one, a kernel lock can."""
+    path = Path(data_dir) / "p2p" / "node.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "ab")  # noqa: SIM115 - held for the life of the node
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise PlatformError(f"another 'platform peer run' is using {data_dir} (it holds {path})") from None
+    return handle

@@ -31,7 +31,7 @@ from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub import rpc_queue
 from libp2p.pubsub.gossipsub import GossipSub
-from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
@@ -49,15 +49,35 @@ from platform_cli.state.db import open_state
 log = logging.getLogger("platform.p2p")
 QUEUE_SIZE = 8192
 POLL_S = 0.02
-FIRST_SYNC_MS = 3_600_000
-"""History a peer we never synced from is asked for."""
 LATENCY_EVERY_S = 10
+SYNC_CONCURRENCY = 2
+PRUNE_EVERY_S = 60
+PEER_FORGET_MS = 24 * 3600 * 1000
+"""Unbound peers not seen for this long are dropped from the peer table."""
 
 
 def raise_queue_limits(size: int = QUEUE_SIZE) -> None:
     """py-libp2p's default queues (32) drop messages silently under bursts."""
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = size
     rpc_queue.RpcQueue.__init__.__defaults__ = (size, rpc_queue.DefaultMaxMessageSize)
+
+
+class RetryableValidationCache(ValidationCache):
+    """py-libp2p caches a refusal for its TTL (5 min), and its validators can only say
+    valid or invalid (no IGNORE). A refusal caused by a local failure (a locked database,
+    a bug) must not stick: such message ids are left out of the cache, so the copy the
+    next peer forwards is validated afresh."""
+
+    def __init__(self, ttl: int, max_size: int) -> None:
+        super().__init__(ttl, max_size)
+        self.transient: set[bytes] = set()
+
+    def put(self, msg_id: bytes, result: ValidationResult) -> None:
+        if msg_id in self.transient:
+            self.transient.discard(msg_id)
+            if not result.is_valid:
+                return
+        super().put(msg_id, result)
 
 
 class Node:
@@ -72,6 +92,8 @@ class Node:
             network.sudo,
             rate=settings.rate_per_signer,
             burst=settings.burst_per_signer,
+            peer_rate=settings.rate_per_peer,
+            peer_burst=settings.burst_per_peer,
             min_stake_rao=settings.min_validator_stake_rao,
         )
         self.topics = {short: gossip.topic_name(network.netuid, short) for short in gossip.TOPICS}
@@ -102,11 +124,23 @@ class Node:
             adaptive_gossip_enabled=False,
         )
         self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True)
+        cache = self.pubsub.validation_cache
+        self.validation_cache = RetryableValidationCache(cache.ttl, cache.max_size)
+        self.pubsub.validation_cache = self.validation_cache
         for topic in self.topics.values():
             self.pubsub.set_topic_validator(topic, self._validator(topic), False)
         # Created before any connection, or its routing table stays empty.
-        self.dht = KadDHT(self.host, DHTMode.SERVER, strict_validation=True)
-        dht_adapter.install(self.dht, self.admission)
+        self.dht = KadDHT(
+            self.host,
+            DHTMode.SERVER,
+            validator=dht_adapter.validator(self.admission),
+            validator_changed=True,
+            strict_validation=True,
+        )
+        dht_adapter.charge_remote_puts(self.host, self.dht)
+        self.sync_server = sync.Server(self.state)
+        self._sync_slots = trio.Semaphore(SYNC_CONCURRENCY)
+        self._syncing: set[ID] = set()
         self.host.set_stream_handler(TProtocol(sync.PROTOCOL), self._sync_handler)
         self.ping = PingService(self.host)
         self.connected: set[ID] = set()
@@ -121,8 +155,12 @@ class Node:
             try:
                 origin = ID(msg.from_id).to_base58()
                 return self.admission.receive(topic, msg.data, origin, forwarder=forwarder.to_base58())
-            except Exception:  # a bug or a locked database must not kill the pubsub reader
+            except Exception as exc:  # a bug or a locked database must not kill the pubsub reader
                 log.exception("admission failed topic=%s", topic)
+                self.validation_cache.transient.add(self.pubsub._msg_id_constructor(msg))
+                if msg.from_id == self.host.get_id().to_bytes():
+                    digest = hashlib.sha256(msg.data).digest()
+                    self.admission.own_refusals[digest] = f"local_failure: {type(exc).__name__}: {exc}"
                 return False
 
         return validate
@@ -214,7 +252,6 @@ class Node:
             await trio.sleep(self.settings.redial_interval_s)
 
     async def _status_loop(self, nursery: trio.Nursery) -> None:
-        known: dict[bytes, bytes] = {}
         tick = 0
         while True:
             store.heartbeat(self.state)
@@ -229,12 +266,31 @@ class Node:
             for peer in self.connected - now:
                 store.upsert_peer(self.state, peer.to_base58(), connected=False)
             self.connected = now
+            if tick and tick % self.settings.sync_interval_s == 0:
+                for peer in sorted(now - new, key=str):
+                    nursery.start_soon(self.sync_from, peer)
             due = now if tick % LATENCY_EVERY_S == 0 else new
             if due:
                 nursery.start_soon(self._measure_latency, sorted(due, key=str))
-            dht_adapter.mirror_new(self.dht, self.admission, known)
+            dht_adapter.prune_mirror(self.dht, self.admission)
+            if tick % PRUNE_EVERY_S == 0:
+                self.prune()
             tick += 1
             await trio.sleep(1)
+
+    def prune(self) -> None:
+        """Retention: the inbox, unbound peers, fault records of quiet peers."""
+        now = now_ms()
+        inbox = store.prune_inbox(
+            self.state,
+            max_rows=self.settings.inbox_max_rows,
+            max_age_ms=self.settings.inbox_max_age_s * 1000,
+            now=now,
+        )
+        peers = store.prune_peers(self.state, unseen_ms=PEER_FORGET_MS, now=now)
+        self.admission.penalties.prune(now)
+        if inbox or peers:
+            log.info("pruned inbox_rows=%d peers=%d", inbox, peers)
 
     async def _measure_latency(self, peers: list[ID]) -> None:
         for peer in peers:
@@ -292,27 +348,24 @@ class Node:
     # ------------------------------------------------------------ sync
 
     async def _sync_handler(self, stream: Any) -> None:
-        await sync.handle(self.state, stream)
+        await self.sync_server.handle(stream, stream.muxed_conn.peer_id.to_base58())
 
     async def sync_from(self, peer: ID) -> int:
-        """Fetch what ``peer`` holds beyond our cursor for it, through admission; then
-        advance the cursor (after storing: a crash in between only re-fetches)."""
-        peer_id = peer.to_base58()
-        after = store.sync_cursor(self.state, peer_id)
-        since = 0 if after else max(0, now_ms() - FIRST_SYNC_MS)
-        try:
-            with trio.fail_after(30):
-                stream = await self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)])
-                items, row = await sync.fetch(stream, {"op": "since", "after_row": after, "since_ms": since})
-        except (Exception, trio.TooSlowError) as exc:
-            log.info("sync failed peer=%s error=%s", peer, exc)
+        """Pull what ``peer`` holds beyond our cursor for it (see ``sync.pull``), at most
+        ``SYNC_CONCURRENCY`` peers at once and one pull per peer; the number stored."""
+        if peer in self._syncing:
             return 0
-        added = sum(
-            self.admission.receive(t, w, peer_id, forwarder=peer_id, from_sync=True) for t, w in items
-        )
-        store.set_sync_cursor(self.state, peer_id, max(row, after))
-        log.info("synced peer=%s offered=%d added=%d cursor=%d", peer, len(items), added, row)
-        return added
+        self._syncing.add(peer)
+        try:
+            async with self._sync_slots:
+                return await sync.pull(
+                    self.admission,
+                    peer.to_base58(),
+                    lambda: self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)]),
+                    lambda: self.pubsub.is_peer_blacklisted(peer),
+                )
+        finally:
+            self._syncing.discard(peer)
 
 
 def check_ports_free(listen: tuple[str, ...]) -> None:
@@ -333,7 +386,8 @@ def check_ports_free(listen: tuple[str, ...]) -> None:
 
 
 def run_forever(data_dir: Path, settings: NodeSettings, network: NetworkConfig) -> None:
-    """Run the node until SIGINT or SIGTERM."""
+    """Run the node until SIGINT or SIGTERM (holding the data dir's node lock)."""
+    lock = keys.lock_node(data_dir)
     check_ports_free(settings.listen)
 
     async def main() -> None:
@@ -350,6 +404,8 @@ def run_forever(data_dir: Path, settings: NodeSettings, network: NetworkConfig) 
         trio.run(main)
     except OSError as exc:
         raise PlatformError(f"cannot listen on {', '.join(settings.listen)}: {exc.strerror or exc}") from None
+    finally:
+        lock.close()
 
 
 async def _watch_signals(scope: trio.CancelScope) -> None:

@@ -77,7 +77,13 @@ def check_publishable(
             f"message of {size} bytes exceeds the gossip cap of {gossip.MAX_MESSAGE_BYTES} bytes "
             "(put large data in the DHT and gossip its key)"
         )
-    ctx = gossip.Context(network, frozenset(metagraph.latest_validator_set(state, network.netuid)), sudo)
+    snapshot = metagraph.latest_snapshot(state, network.netuid)
+    ctx = gossip.Context(
+        network,
+        frozenset(snapshot.validators() if snapshot else ()),
+        sudo,
+        registered=frozenset(n.hotkey for n in snapshot.neurons) if snapshot else frozenset(),
+    )
     decision = gossip.admit(
         envelope.to_wire(),
         short,

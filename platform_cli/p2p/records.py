@@ -17,7 +17,7 @@ from platform_cli.state.db import State
 
 def check_key(key: str) -> str:
     try:
-        return dhtrec.split(key)[0]
+        return dhtrec.check_key(key)
     except dhtrec.RecordError as exc:
         raise PlatformError(str(exc)) from None
 
@@ -28,6 +28,9 @@ def prepare(
     """(key, value) to put, refused here when the network would refuse it."""
     if key == f"/{dhtrec.CONTENT_NAMESPACE}/":
         key = dhtrec.content_key(data)
+    signer = KeyStore(data_dir).signer(key_name) if key_name else None
+    if signer is not None:
+        key = dhtrec.with_owner(key, signer.ss58)
     namespace = check_key(key)
     try:
         if namespace == dhtrec.CONTENT_NAMESPACE:
@@ -35,9 +38,8 @@ def prepare(
                 raise PlatformError("content-addressed records (/sub/) are not signed: drop --key")
             dhtrec.check_content(key, data)
             return key, data
-        if not key_name:
+        if signer is None:
             raise PlatformError(f"records under /{namespace}/ must be signed: pass --key NAME")
-        signer = KeyStore(data_dir).signer(key_name)
         kind = dhtrec.SIGNED_NAMESPACES[namespace]
         envelope = seal_for(state, network.network, signer, kind, {"key": key, "data": data})
         value = envelope.to_wire()

@@ -91,6 +91,18 @@ def read_inbox(
     ]
 
 
+def prune_inbox(state: State, *, max_rows: int, max_age_ms: int, now: int) -> int:
+    """Apply the inbox retention (replay windows stay: a pruned message stays refused)."""
+    with write_transaction(state):
+        aged = state.execute("DELETE FROM p2p_inbox WHERE received_ms < ?", [now - max_age_ms]).rowcount
+        extra = state.execute(
+            "DELETE FROM p2p_inbox WHERE rowid <= (SELECT rowid FROM p2p_inbox ORDER BY rowid DESC "
+            "LIMIT 1 OFFSET ?)",
+            [max_rows],
+        ).rowcount
+    return aged + extra
+
+
 def inbox_has(state: State, msg_id: str) -> bool:
     return state.execute("SELECT 1 FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone() is not None
 
@@ -111,15 +123,17 @@ def inbox_rows(state: State, *, topic: str | None = None, limit: int | None = No
 
 
 def inbox_since(
-    state: State, since_ms: int, after_row: int, max_bytes: int
+    state: State, since_ms: int, after_row: int, max_bytes: int, max_items: int
 ) -> tuple[list[tuple[str, bytes]], int]:
     """(topic, wire) of messages received after ``since_ms``, in arrival order, from row
-    ``after_row`` on, up to ``max_bytes`` (at least one); and the row cursor to go on from."""
+    ``after_row`` on, up to ``max_bytes`` (at least one) and ``max_items``; and the row
+    cursor to go on from."""
     out: list[tuple[str, bytes]] = []
     size = 0
     rows = state.execute(
-        "SELECT rowid, topic, envelope FROM p2p_inbox WHERE rowid > ? AND received_ms > ? ORDER BY rowid",
-        [after_row, since_ms],
+        "SELECT rowid, topic, envelope FROM p2p_inbox WHERE rowid > ? AND received_ms > ? ORDER BY rowid "
+        "LIMIT ?",
+        [after_row, since_ms, max_items],
     )
     for rowid, topic, wire in rows:
         if out and size + len(wire) > max_bytes:
@@ -298,6 +312,17 @@ def peers(state: State) -> list[dict[str, Any]]:
     )
     names = ("peer_id", "hotkey", "addr", "latency_us", "connected", "banned_ms", "last_seen_ms")
     return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def prune_peers(state: State, *, unseen_ms: int, now: int) -> int:
+    """Forget peers that never announced a hotkey, are not connected nor banned, and were
+    not seen for ``unseen_ms``: anyone can make peer ids, the table must not grow forever."""
+    with write_transaction(state):
+        return state.execute(
+            "DELETE FROM p2p_peers WHERE hotkey IS NULL AND connected = 0 AND banned_ms IS NULL "
+            "AND last_seen_ms < ?",
+            [now - unseen_ms],
+        ).rowcount
 
 
 def known_addrs(state: State) -> list[str]:

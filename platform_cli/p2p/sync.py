@@ -5,26 +5,46 @@ Request (one length-prefixed canonical-CBOR frame): ``{"op": "since", "after_row
 the requester keeps per peer) and received after T, or ``{"op": "get", "ids": [...]}``
 for messages by id (sha256 of the envelope). The answer is a series of frames
 ``{"items": [[topic, wire], ...], "row": cursor, "more": bool}``, each at most
-``CHUNK_BYTES`` of payload, so a large range is chunked instead of sent as one message.
-Everything received this way goes through the same admission as gossip.
+``CHUNK_BYTES`` of payload and ``FRAME_ITEMS`` items, so a large range is chunked
+instead of sent as one message.
+
+Both sides are bounded: the responder builds and writes one frame at a time, gives a
+requester ``REQUEST_TIMEOUT_S`` to send its request and serves a limited number of
+requests at once (per peer and in all); the requester hands each frame to admission as
+it arrives and stops at ``MAX_ITEMS`` items or ``MAX_TOTAL_BYTES`` (items count
+``ITEM_OVERHEAD`` bytes each on top of their size, so many tiny items cannot slip by).
 """
 
 from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+import trio
+
+from platform_cli.clock import now_ms
 from platform_cli.core import canonical, gossip
 from platform_cli.p2p import store
+from platform_cli.p2p.admission import LOCAL_VIEW_REASONS, STORED, Admission
 from platform_cli.state.db import State
 
 log = logging.getLogger("platform.p2p.sync")
 PROTOCOL = "/platform/sync/1.0.0"
 CHUNK_BYTES = 1 << 20
-MAX_FRAME = CHUNK_BYTES + gossip.MAX_MESSAGE_BYTES + 4096
+FRAME_ITEMS = 2048
+ITEM_OVERHEAD = 64
+MAX_FRAME = CHUNK_BYTES + gossip.MAX_MESSAGE_BYTES + 4096 + FRAME_ITEMS * ITEM_OVERHEAD
 MAX_TOTAL_BYTES = 64 << 20
+MAX_ITEMS = 50_000
 MAX_IDS = 1024
+REQUEST_TIMEOUT_S = 10
+SERVE_TOTAL = 4
+SERVE_PER_PEER = 1
+PULL_TIMEOUT_S = 60
+FIRST_SYNC_MS = 3_600_000
+"""History a peer we never synced from is asked for."""
 _LEN = struct.Struct(">I")
 
 
@@ -73,63 +93,99 @@ def _uint(request: dict[str, Any], name: str) -> int:
     return value
 
 
-def answer_chunks(state: State, request: Any) -> list[Frame]:
-    """The frames answering ``request``."""
+def answer_frames(state: State, request: Any) -> Iterator[Frame]:
+    """The frames answering ``request``, built one at a time (checked before the first)."""
     if not isinstance(request, dict):
         raise SyncError("request must be a map")
     if request.get("op") == "get":
         ids = request.get("ids")
         if not isinstance(ids, list) or len(ids) > MAX_IDS or not all(isinstance(i, str) for i in ids):
             raise SyncError(f"ids must be a list of at most {MAX_IDS} strings")
-        rows = [
-            state.execute("SELECT topic, envelope FROM p2p_inbox WHERE msg_id = ?", [i]).fetchone()
-            for i in ids
-        ]
-        return [(items, 0) for items in _split([[t, w] for t, w in filter(None, rows) if _syncable(t)])]
+        return _by_id(state, ids)
     if request.get("op") == "since":
-        since, row = _uint(request, "since_ms"), _uint(request, "after_row")
-        frames: list[Frame] = []
-        total = 0
-        while total < MAX_TOTAL_BYTES:
-            batch, row = store.inbox_since(state, since, row, CHUNK_BYTES)
-            if not batch:
-                break
-            frames.append(([[t, w] for t, w in batch if _syncable(t)], row))
-            total += sum(len(w) for _, w in batch)
-        return frames or [([], row)]
+        return _since(state, _uint(request, "since_ms"), _uint(request, "after_row"))
     raise SyncError(f"unknown op {request.get('op')!r}")
 
 
-def _split(items: list[list[Any]]) -> list[list[list[Any]]]:
-    frames: list[list[list[Any]]] = [[]]
+def _by_id(state: State, ids: list[str]) -> Iterator[Frame]:
+    frame: list[list[Any]] = []
     size = 0
-    for item in items:
-        if frames[-1] and size + len(item[1]) > CHUNK_BYTES:
-            frames.append([])
-            size = 0
-        frames[-1].append(item)
-        size += len(item[1])
-    return frames
+    for msg_id in ids:
+        row = state.execute("SELECT topic, envelope FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone()
+        if row is None or not _syncable(row[0]):
+            continue
+        if frame and (size + len(row[1]) > CHUNK_BYTES or len(frame) >= FRAME_ITEMS):
+            yield frame, 0
+            frame, size = [], 0
+        frame.append([row[0], row[1]])
+        size += len(row[1])
+    yield frame, 0
 
 
-async def handle(state: State, stream: Any) -> None:
-    """Server side: one request, then the answer frames, then close."""
-    try:
-        request = await read_frame(stream)
-        frames = answer_chunks(state, request)
-        for i, (items, row) in enumerate(frames):
-            await write_frame(stream, {"items": items, "row": row, "more": i < len(frames) - 1})
-    except SyncError as exc:
-        log.info("sync request refused: %s", exc)
-        await write_frame(stream, {"error": str(exc), "items": [], "row": 0, "more": False})
-    finally:
-        await stream.close()
+def _since(state: State, since_ms: int, row: int) -> Iterator[Frame]:
+    total = 0
+    while total < MAX_TOTAL_BYTES:
+        batch, next_row = store.inbox_since(state, since_ms, row, CHUNK_BYTES, FRAME_ITEMS)
+        if not batch:
+            break
+        row = next_row
+        total += sum(len(w) + ITEM_OVERHEAD for _, w in batch)
+        yield [[t, w] for t, w in batch if _syncable(t)], row
+    yield [], row  # the last frame: nothing more
 
 
-async def fetch(stream: Any, request: dict[str, Any]) -> tuple[list[tuple[str, bytes]], int]:
-    """Client side: send ``request``; every item of the answer and the last row cursor."""
+class Server:
+    """Serves sync requests, a bounded number at a time (per peer and in all)."""
+
+    def __init__(self, state: State, *, total: int = SERVE_TOTAL, per_peer: int = SERVE_PER_PEER) -> None:
+        self.state = state
+        self.total = total
+        self.per_peer = per_peer
+        self._active: dict[str, int] = {}
+
+    async def handle(self, stream: Any, peer: str = "") -> None:
+        """One request, then the answer frames, then close."""
+        try:
+            if sum(self._active.values()) >= self.total or self._active.get(peer, 0) >= self.per_peer:
+                log.info("sync request refused peer=%s: too many at once", peer)
+                return
+            self._active[peer] = self._active.get(peer, 0) + 1
+            try:
+                await self._serve(stream)
+            finally:
+                self._active[peer] -= 1
+                if not self._active[peer]:
+                    del self._active[peer]
+        finally:
+            await stream.close()
+
+    async def _serve(self, stream: Any) -> None:
+        try:
+            with trio.fail_after(REQUEST_TIMEOUT_S):
+                request = await read_frame(stream)
+            frames = answer_frames(self.state, request)
+            current = next(frames)
+            for following in frames:
+                await write_frame(stream, {"items": current[0], "row": current[1], "more": True})
+                current = following
+            await write_frame(stream, {"items": current[0], "row": current[1], "more": False})
+        except trio.TooSlowError:
+            log.info("sync request not received within %d s", REQUEST_TIMEOUT_S)
+        except SyncError as exc:
+            log.info("sync request refused: %s", exc)
+            await write_frame(stream, {"error": str(exc), "items": [], "row": 0, "more": False})
+
+
+Items = list[tuple[str, bytes]]
+
+
+async def fetch(
+    stream: Any, request: dict[str, Any], on_frame: Callable[[Items, int], Awaitable[bool]]
+) -> int:
+    """Client side: send ``request`` and hand each answer frame's items and row cursor to
+    ``on_frame`` as it arrives (False from it stops the fetch); the number of items."""
     await write_frame(stream, request)
-    out: list[tuple[str, bytes]] = []
+    count = 0
     total = 0
     while True:
         frame = await read_frame(stream)
@@ -137,6 +193,9 @@ async def fetch(stream: Any, request: dict[str, Any]) -> tuple[list[tuple[str, b
             raise SyncError("malformed answer frame")
         if frame.get("error"):
             raise SyncError(f"peer refused: {frame['error']}")
+        if len(frame["items"]) > FRAME_ITEMS:
+            raise SyncError(f"answer frame of {len(frame['items'])} items exceeds {FRAME_ITEMS}")
+        items: Items = []
         for item in frame["items"]:
             if (
                 isinstance(item, list)
@@ -144,10 +203,62 @@ async def fetch(stream: Any, request: dict[str, Any]) -> tuple[list[tuple[str, b
                 and isinstance(item[0], str)
                 and isinstance(item[1], bytes)
             ):
-                out.append((item[0], item[1]))
-                total += len(item[1])
-        if total > MAX_TOTAL_BYTES:
-            raise SyncError("answer exceeds the total size limit")
-        if not frame.get("more"):
-            row = frame.get("row")
-            return out, row if isinstance(row, int) and not isinstance(row, bool) and row >= 0 else 0
+                items.append((item[0], item[1]))
+                total += len(item[1]) + ITEM_OVERHEAD
+        count += len(items)
+        if total > MAX_TOTAL_BYTES or count > MAX_ITEMS:
+            raise SyncError(f"answer exceeds {MAX_ITEMS} items or {MAX_TOTAL_BYTES} bytes")
+        row = frame.get("row")
+        row = row if isinstance(row, int) and not isinstance(row, bool) and row >= 0 else 0
+        if not await on_frame(items, row) or not frame.get("more"):
+            return count
+        await trio.sleep(0)
+
+
+async def pull(
+    admission: Admission,
+    peer_id: str,
+    open_stream: Callable[[], Awaitable[Any]],
+    banned: Callable[[], bool],
+) -> int:
+    """Fetch what ``peer_id`` holds beyond our cursor for it, through admission, frame by
+    frame; stop if the peer gets banned. The number of messages stored.
+
+    The cursor moves past a frame once every item in it is settled: stored, held, or
+    refused for the sender's fault. A refusal that depends on our own view (validator
+    set, clock, budgets) or a local failure (a locked database) leaves it there, so the
+    items come again at the next sync."""
+    state = admission.state
+    after = store.sync_cursor(state, peer_id)
+    since = 0 if after else max(0, now_ms() - FIRST_SYNC_MS)
+    added = 0
+    cursor = after
+    frozen = False
+
+    async def on_frame(items: Items, row: int) -> bool:
+        nonlocal added, cursor, frozen
+        for topic, wire in items:
+            if banned():
+                return False
+            outcome = admission.admit(topic, wire, peer_id, forwarder=peer_id, from_sync=True)
+            added += outcome == STORED
+            frozen = frozen or outcome in LOCAL_VIEW_REASONS
+        if not frozen:
+            cursor = max(cursor, row)
+        return not banned()
+
+    offered = -1
+    try:
+        with trio.fail_after(PULL_TIMEOUT_S):
+            stream = await open_stream()
+            try:
+                offered = await fetch(
+                    stream, {"op": "since", "after_row": after, "since_ms": since}, on_frame
+                )
+            finally:
+                await stream.close()
+    except (Exception, trio.TooSlowError) as exc:
+        log.info("sync failed peer=%s error=%s", peer_id, exc)
+    store.set_sync_cursor(state, peer_id, cursor)
+    log.info("synced peer=%s offered=%d added=%d cursor=%d", peer_id, offered, added, cursor)
+    return added

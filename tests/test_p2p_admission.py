@@ -1,0 +1,129 @@
+"""Admission against a real state, in process: replay windows on every path, the inbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from platform_cli.clock import now_ms
+from platform_cli.core import envelope as env
+from platform_cli.core import gossip
+from platform_cli.identity import KeyStore, Signer
+from platform_cli.p2p import store
+from platform_cli.p2p.admission import Admission
+from platform_cli.state import sequences
+from platform_cli.state.db import State, open_state
+from platform_cli.state.metagraph import Neuron, Snapshot, save_snapshot
+from tests.p2p_helpers import NETWORK
+
+TOPIC = gossip.topic_name(NETWORK.netuid, "submissions")
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> State:
+    opened = open_state(tmp_path / "node")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def signer(tmp_path: Path, state: State) -> Signer:
+    keystore = KeyStore(tmp_path / "keys")
+    keystore.new("v", "ed25519")
+    signer = keystore.signer("v")
+    save_snapshot(
+        state, Snapshot(NETWORK.netuid, 1, 360, (Neuron(0, signer.ss58, signer.ss58, 10**12, True),))
+    )
+    return signer
+
+
+def admission(state: State) -> Admission:
+    made = Admission(state, NETWORK, "", rate=100, burst=500)
+    made.local_peer = "self"
+    return made
+
+
+def seal(signer: Signer, seq: int, body: object = None, kind: str = "submission") -> env.Envelope:
+    return env.seal(
+        network=NETWORK, kind=kind, signer=signer.ss58, scheme=signer.scheme, seq=seq, ts_ms=now_ms(),
+        body=body if body is not None else {"seq": seq}, sign=signer.sign,
+    )  # fmt: skip
+
+
+def count(state: State, reason: str) -> int:
+    return sum(r["count"] for r in store.rejections(state) if r["reason"] == reason)
+
+
+def inbox_size(state: State) -> int:
+    return state.execute("SELECT count(*) FROM p2p_inbox").fetchone()[0]
+
+
+def test_sync_path_checks_the_replay_window(state: State, signer: Signer) -> None:
+    adm = admission(state)
+    first = seal(signer, 5000)
+    assert adm.receive(TOPIC, first.to_wire(), "peerA", forwarder="peerA")
+    assert not adm.receive(TOPIC, first.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert inbox_size(state) == 1
+    assert count(state, "replay") == 0  # held already: sync offers it, nobody replays it
+    below = seal(signer, 5000 - 2000)  # below the window: refused even by sync
+    assert not adm.receive(TOPIC, below.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert count(state, "replay") == 1
+    reordered = seal(signer, 4990)  # inside the window, never seen: still accepted
+    assert adm.receive(TOPIC, reordered.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert inbox_size(state) == 2
+
+
+def test_store_refuses_what_the_window_refuses_in_the_same_transaction(state: State, signer: Signer) -> None:
+    envelope = seal(signer, 7)
+    # Another process took the number between admission and storing.
+    sequences.accept(state, signer.ss58, 7, kind=store.window_kind("submission"))
+    assert not store.store_received(state, TOPIC, envelope, envelope.to_wire(), "peerA")
+    assert inbox_size(state) == 0
+    assert count(state, "replay") == 1
+
+
+def test_our_own_message_already_held_goes_out_again(state: State, signer: Signer) -> None:
+    adm = admission(state)
+    own = seal(signer, 11)
+    assert adm.receive(TOPIC, own.to_wire(), "self")
+    # Killed before the outbox row was marked: the re-publish must not be a replay.
+    assert adm.receive(TOPIC, own.to_wire(), "self")
+    assert count(state, "replay") == 0 and inbox_size(state) == 1
+    assert not adm.own_refusals
+    assert not adm.receive(TOPIC, own.to_wire(), "self", forwarder="peerA")  # relayed back: a replay
+    assert count(state, "replay") == 1
+
+
+def test_fresh_keys_cannot_submit_and_relaying_peers_have_a_budget(
+    state: State, signer: Signer, tmp_path
+) -> None:
+    keystore = KeyStore(tmp_path / "fresh")
+    keystore.new("f", "ed25519")
+    fresh = keystore.signer("f")
+    adm = Admission(state, NETWORK, "", rate=100, burst=500, peer_rate=1, peer_burst=2)
+    adm.local_peer = "self"
+    assert not adm.receive(TOPIC, seal(fresh, 1).to_wire(), "peerA", forwarder="peerA")
+    assert count(state, "wrong_role") == 1  # not a neuron of the newest snapshot
+    results = [adm.receive(TOPIC, seal(signer, i).to_wire(), "peerA", forwarder="peerA") for i in (2, 3, 4)]
+    assert results == [True, False, False]  # the refused fresh key spent one of peerA's 2 tokens
+    assert count(state, "peer_rate_limited") == 2
+    assert adm.receive(TOPIC, seal(signer, 5).to_wire(), "peerB", forwarder="peerB")  # another peer
+
+
+def test_retention_prunes_the_inbox_and_unbound_peers(state: State, signer: Signer) -> None:
+    for seq in range(1, 6):
+        envelope = seal(signer, seq)
+        assert store.store_received(state, TOPIC, envelope, envelope.to_wire(), "peerA")
+    now = now_ms()
+    state.execute("UPDATE p2p_inbox SET received_ms = ? WHERE seq = 1", [now - 10_000])
+    assert store.prune_inbox(state, max_rows=3, max_age_ms=5_000, now=now) == 2
+    assert sorted(r["seq"] for r in store.inbox_rows(state)) == [3, 4, 5]
+    replayed = seal(signer, 1)  # pruned from the inbox, still refused by the window
+    assert not store.store_received(state, TOPIC, replayed, replayed.to_wire(), "peerB")
+    store.upsert_peer(state, "gone", connected=False)
+    store.upsert_peer(state, "here", connected=True)
+    store.bind_hotkey(state, "bound", signer.ss58, "")
+    state.execute("UPDATE p2p_peers SET last_seen_ms = 0")
+    assert store.prune_peers(state, unseen_ms=60_000, now=now) == 1
+    assert {r["peer_id"] for r in store.peers(state)} == {"here", "bound"}

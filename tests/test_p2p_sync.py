@@ -1,0 +1,104 @@
+"""Sync and admission inside real nodes (in process): cursors, periodic sync, retries."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import ValidationError
+
+from platform_cli.clock import now_ms
+from platform_cli.core import envelope as env
+from platform_cli.core import gossip
+from platform_cli.identity import KeyStore, Signer
+from platform_cli.p2p import store
+from platform_cli.state.db import open_state
+from platform_cli.state.metagraph import Neuron, Snapshot, save_snapshot
+from tests.p2p_helpers import NETWORK, await_until, node_in_process
+
+pytestmark = pytest.mark.slow
+
+
+def _signer(root: Path, name: str) -> Signer:
+    KeyStore(root).new(name, "ed25519")
+    return KeyStore(root).signer(name)
+
+
+def _snapshot(data_dir: Path, block: int, *hotkeys: str) -> None:
+    neurons = tuple(Neuron(uid, h, h, 10**12, True) for uid, h in enumerate(hotkeys))
+    with open_state(data_dir) as state:
+        save_snapshot(state, Snapshot(NETWORK.netuid, block, 360, neurons))
+
+
+def _seal(signer: Signer, kind: str, seq: int) -> env.Envelope:
+    return env.seal(
+        network=NETWORK, kind=kind, signer=signer.ss58, scheme=signer.scheme, seq=seq, ts_ms=now_ms(),
+        body={"seq": seq}, sign=signer.sign,
+    )  # fmt: skip
+
+
+def test_a_local_failure_in_admission_is_not_cached_as_invalid(tmp_path: Path) -> None:
+    miner = _signer(tmp_path / "keys", "miner")
+    _snapshot(tmp_path / "node", 1, miner.ss58)
+    topic = gossip.topic_name(NETWORK.netuid, "submissions")
+    envelope = _seal(miner, "submission", 1)
+
+    async def scenario() -> None:
+        async with node_in_process(tmp_path / "node") as node:
+            msg = rpc_pb2.Message(
+                from_id=node.host.get_id().to_bytes(), data=envelope.to_wire(), seqno=b"\0" * 7 + b"\1",
+                topicIDs=[topic],
+            )  # fmt: skip
+            real = node.admission.receive
+
+            def locked(*args, **kwargs):
+                raise sqlite3.OperationalError("database is locked")
+
+            node.admission.receive = locked
+            with pytest.raises(ValidationError):
+                await node.pubsub.validate_msg(node.host.get_id(), msg)
+            node.admission.receive = real
+            await node.pubsub.validate_msg(node.host.get_id(), msg)  # validated afresh: accepted
+            assert envelope.message_id() in {r["msg_id"] for r in store.inbox_rows(node.state)}
+
+    trio.run(scenario)
+
+
+def test_sync_cursor_waits_for_local_view_refusals_and_sync_repeats(tmp_path: Path) -> None:
+    miner = _signer(tmp_path / "keys", "miner")
+    newcomer = _signer(tmp_path / "keys", "newcomer")
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    _snapshot(a_dir, 1, miner.ss58, newcomer.ss58)
+    _snapshot(b_dir, 1, miner.ss58)  # B has not seen the newcomer's registration yet
+    submission = _seal(miner, "submission", 1)
+    evaluation = _seal(newcomer, "evaluation", 1)
+    later = _seal(miner, "submission", 2)
+
+    async def scenario() -> None:
+        async with (
+            node_in_process(a_dir) as a,
+            node_in_process(b_dir, sync_interval_s=1) as b,
+        ):
+            for short, envelope in (("submissions", submission), ("evaluations", evaluation)):
+                topic = gossip.topic_name(NETWORK.netuid, short)
+                assert store.store_received(a.state, topic, envelope, envelope.to_wire(), "elsewhere")
+            await b.dial(a.addrs[0])
+
+            def held(envelope: env.Envelope) -> bool:
+                return store.inbox_has(b.state, envelope.message_id())
+
+            await await_until(lambda: held(submission), 20, "sync on connection")
+            assert not held(evaluation)
+            assert store.sync_cursor(b.state, a.peer_id) == 0  # not past the wrong_role refusal
+            topic = gossip.topic_name(NETWORK.netuid, "submissions")
+            store.store_received(a.state, topic, later, later.to_wire(), "elsewhere")  # not gossiped
+            await await_until(lambda: held(later), 20, "a periodic sync")
+            assert not held(evaluation) and store.sync_cursor(b.state, a.peer_id) == 0
+            _snapshot(b_dir, 2, miner.ss58, newcomer.ss58)
+            await await_until(lambda: held(evaluation), 20, "the evaluation once B's view has it")
+            await await_until(lambda: store.sync_cursor(b.state, a.peer_id) == 3, 20, "the cursor to move on")
+
+    trio.run(scenario)
