@@ -136,6 +136,7 @@ def ingest(state: State) -> int:
                             message.envelope.signer, report.challenge, report.miner, report.score
                         )
                     ],
+                    message.envelope.seq,
                 )
                 total += 1
             state.execute(

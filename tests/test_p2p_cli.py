@@ -129,3 +129,18 @@ def test_bad_addresses_and_keys_are_refused_in_the_command(run, args, message) -
     assert message in result.stderr
     assert "no node is running" not in result.stderr  # refused before asking the node
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_sealing_a_body_outside_the_canonical_model_is_a_user_error(tmp_path) -> None:
+    from platform_cli.errors import PlatformError
+    from platform_cli.identity import KeyStore
+    from platform_cli.p2p import outgoing
+    from platform_cli.state import open_state
+    from tests.p2p_helpers import NETWORK
+
+    KeyStore(tmp_path).new("validator", "ed25519")
+    with (
+        open_state(tmp_path) as state,
+        pytest.raises(PlatformError, match="cannot seal a 'submission' message"),
+    ):
+        outgoing.seal_for(state, NETWORK, KeyStore(tmp_path).signer("validator"), "submission", {"a": 10**30})

@@ -102,3 +102,38 @@ def test_sync_cursor_waits_for_local_view_refusals_and_sync_repeats(tmp_path: Pa
             await await_until(lambda: store.sync_cursor(b.state, a.peer_id) == 3, 20, "the cursor to move on")
 
     trio.run(scenario)
+
+
+def test_out_of_range_numbers_from_a_sync_peer_cannot_crash_the_node(tmp_path: Path) -> None:
+    """A hostile requester asks with cursors past SQLite's integers, and a hostile responder
+    answers our pull with one: the node refuses both and goes on serving."""
+    import multiaddr
+    from libp2p.custom_types import TProtocol
+    from libp2p.peer.peerinfo import info_from_p2p_addr
+
+    from platform_cli.p2p import sync
+    from tests.p2p_helpers import bare_host
+
+    async def scenario() -> None:
+        async with node_in_process(tmp_path / "node") as node, bare_host() as (host, _dht):
+
+            async def lying_answer(stream) -> None:
+                await sync.read_frame(stream)
+                await sync.write_frame(stream, {"items": [], "row": 2**64 - 1, "more": False})
+                await stream.close()
+
+            host.set_stream_handler(TProtocol(sync.PROTOCOL), lying_answer)
+            await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.addrs[0])))
+            for request in ({"op": "since", "since_ms": 2**64 - 1}, {"op": "since", "after_row": 2**63}):
+                stream = await host.new_stream(node.host.get_id(), [TProtocol(sync.PROTOCOL)])
+                await sync.write_frame(stream, request)
+                answer = await sync.read_frame(stream)
+                assert "must be an integer" in answer["error"]
+                await stream.close()
+            assert await node.sync_from(host.get_id()) == 0
+            assert store.sync_cursor(node.state, host.get_id().to_base58()) == 0
+            stream = await host.new_stream(node.host.get_id(), [TProtocol(sync.PROTOCOL)])
+            await sync.write_frame(stream, {"op": "since", "since_ms": 0})
+            assert (await sync.read_frame(stream))["more"] is False  # still serving
+
+    trio.run(scenario)

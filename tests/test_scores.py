@@ -181,3 +181,48 @@ def test_an_older_report_never_replaces_a_newer_one(data_dir: Path) -> None:
         assert [r.score for r in reports_for(state, 3)] == [500]
         record_reports(state, 3, report(100), seq=11)
         assert [r.score for r in reports_for(state, 3)] == [100]
+
+
+def test_ingest_keeps_the_latest_signed_report_whatever_the_arrival_order(data_dir: Path) -> None:
+    """validator-1's report signed at seq 10 arrives by gossip, its seq 5 one later by sync:
+    the score stays the one signed last."""
+    from platform_cli.core import envelope as env
+    from platform_cli.core import gossip
+    from platform_cli.core.scores import EVALUATION_KIND
+    from platform_cli.identity import KeyStore
+    from platform_cli.p2p import store
+    from platform_cli.scores import ingest, reports_for
+
+    cli_in(
+        data_dir,
+        "keys",
+        "import",
+        "--name",
+        "v1",
+        "--wallet",
+        "devnet",
+        "--hotkey",
+        "validator-1",
+        "--wallet-path",
+        WALLETS,
+    )
+    signer = KeyStore(data_dir).signer("v1")
+    topic = gossip.topic_name(100, "evaluations")
+
+    def report(seq: int, score: int) -> env.Envelope:
+        body = {
+            "challenge": "predict", "version": "1.0.0", "module_sha256": "a" * 64, "submission_sha256": "b" * 64,
+            "miner": hotkey("miner-00"), "epoch": 3, "outcome": "ok", "score": score, "output_sha256": "c" * 64,
+            "fuel": 1,
+        }  # fmt: skip
+        return env.seal(
+            network=env.Network(100, "platform-devnet"), kind=EVALUATION_KIND, signer=signer.ss58,
+            scheme=signer.scheme, seq=seq, ts_ms=1, body=body, sign=signer.sign,
+        )  # fmt: skip
+
+    with open_state(data_dir) as state:
+        for seq, score in ((10, 500), (5, 900)):
+            envelope = report(seq, score)
+            assert store.store_received(state, topic, envelope, envelope.to_wire(), "peer", "sync")
+            assert ingest(state) == 1
+        assert [r.score for r in reports_for(state, 3)] == [500]

@@ -364,6 +364,9 @@ class Node:
                     lambda: self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)]),
                     lambda: self.pubsub.is_peer_blacklisted(peer),
                 )
+        except Exception as exc:  # one failed sync (a locked database...) must not stop the node
+            log.warning("sync aborted peer=%s error=%s: %s", peer, type(exc).__name__, exc)
+            return 0
         finally:
             self._syncing.discard(peer)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from platform_cli.clock import now_ms
+from platform_cli.core import canonical, gossip
 from platform_cli.core import envelope as env
-from platform_cli.core import gossip
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer, verify_signature
 from platform_cli.p2p import store
@@ -33,7 +33,7 @@ def seal_for(state: State, network: env.Network, signer: Signer, kind: str, body
             body=body,
             sign=signer.sign,
         )
-    except env.EnvelopeError as exc:
+    except (env.EnvelopeError, canonical.CanonicalError) as exc:
         raise PlatformError(f"cannot seal a {kind!r} message: {exc}") from None
 
 

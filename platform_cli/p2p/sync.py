@@ -40,6 +40,7 @@ MAX_TOTAL_BYTES = 64 << 20
 MAX_ITEMS = 50_000
 MAX_IDS = 1024
 REQUEST_TIMEOUT_S = 10
+SERVE_TIMEOUT_S = 60
 SERVE_TOTAL = 4
 SERVE_PER_PEER = 1
 PULL_TIMEOUT_S = 60
@@ -86,10 +87,14 @@ Frame = tuple[list[list[Any]], int]
 """The items of one answer frame ([topic, wire] pairs) and the responder's row cursor."""
 
 
+MAX_CURSOR = 2**63 - 1
+"""Cursors and times are SQLite integers: anything larger is refused, never stored."""
+
+
 def _uint(request: dict[str, Any], name: str) -> int:
     value = request.get(name, 0)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise SyncError(f"{name} must be a non-negative integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_CURSOR:
+        raise SyncError(f"{name} must be an integer in 0..{MAX_CURSOR}")
     return value
 
 
@@ -160,20 +165,28 @@ class Server:
             await stream.close()
 
     async def _serve(self, stream: Any) -> None:
+        """Answer one request. A requester gets REQUEST_TIMEOUT_S to ask and SERVE_TIMEOUT_S
+        for the whole answer (one that never reads cannot hold a slot); nothing a peer
+        sends can raise out of here and take the node down."""
         try:
-            with trio.fail_after(REQUEST_TIMEOUT_S):
-                request = await read_frame(stream)
-            frames = answer_frames(self.state, request)
-            current = next(frames)
-            for following in frames:
-                await write_frame(stream, {"items": current[0], "row": current[1], "more": True})
-                current = following
-            await write_frame(stream, {"items": current[0], "row": current[1], "more": False})
+            with trio.fail_after(SERVE_TIMEOUT_S):
+                with trio.fail_after(REQUEST_TIMEOUT_S):
+                    request = await read_frame(stream)
+                try:
+                    frames = answer_frames(self.state, request)
+                    current = next(frames)
+                except SyncError as exc:
+                    log.info("sync request refused: %s", exc)
+                    await write_frame(stream, {"error": str(exc), "items": [], "row": 0, "more": False})
+                    return
+                for following in frames:
+                    await write_frame(stream, {"items": current[0], "row": current[1], "more": True})
+                    current = following
+                await write_frame(stream, {"items": current[0], "row": current[1], "more": False})
         except trio.TooSlowError:
-            log.info("sync request not received within %d s", REQUEST_TIMEOUT_S)
-        except SyncError as exc:
-            log.info("sync request refused: %s", exc)
-            await write_frame(stream, {"error": str(exc), "items": [], "row": 0, "more": False})
+            log.info("sync request not served within its deadline")
+        except Exception as exc:  # a closed stream, a malformed frame, a locked database
+            log.info("sync request failed: %s: %s", type(exc).__name__, exc)
 
 
 Items = list[tuple[str, bytes]]
@@ -209,7 +222,7 @@ async def fetch(
         if total > MAX_TOTAL_BYTES or count > MAX_ITEMS:
             raise SyncError(f"answer exceeds {MAX_ITEMS} items or {MAX_TOTAL_BYTES} bytes")
         row = frame.get("row")
-        row = row if isinstance(row, int) and not isinstance(row, bool) and row >= 0 else 0
+        row = row if isinstance(row, int) and not isinstance(row, bool) and 0 <= row <= MAX_CURSOR else 0
         if not await on_frame(items, row) or not frame.get("more"):
             return count
         await trio.sleep(0)
@@ -259,6 +272,9 @@ async def pull(
                 await stream.close()
     except (Exception, trio.TooSlowError) as exc:
         log.info("sync failed peer=%s error=%s", peer_id, exc)
-    store.set_sync_cursor(state, peer_id, cursor)
+    try:
+        store.set_sync_cursor(state, peer_id, cursor)
+    except Exception as exc:  # a locked database: the same items come again next time
+        log.warning("sync cursor not saved peer=%s error=%s", peer_id, exc)
     log.info("synced peer=%s offered=%d added=%d cursor=%d", peer_id, offered, added, cursor)
     return added
