@@ -44,10 +44,13 @@ def admission(state: State) -> Admission:
     return made
 
 
-def seal(signer: Signer, seq: int, body: object = None, kind: str = "submission") -> env.Envelope:
+def seal(
+    signer: Signer, seq: int, body: object = None, kind: str = "submission", ts_ms: int | None = None
+) -> env.Envelope:
     return env.seal(
-        network=NETWORK, kind=kind, signer=signer.ss58, scheme=signer.scheme, seq=seq, ts_ms=now_ms(),
-        body=body if body is not None else {"seq": seq}, sign=signer.sign,
+        network=NETWORK, kind=kind, signer=signer.ss58, scheme=signer.scheme, seq=seq,
+        ts_ms=now_ms() if ts_ms is None else ts_ms, body=body if body is not None else {"seq": seq},
+        sign=signer.sign,
     )  # fmt: skip
 
 
@@ -59,19 +62,31 @@ def inbox_size(state: State) -> int:
     return state.execute("SELECT count(*) FROM p2p_inbox").fetchone()[0]
 
 
-def test_sync_path_checks_the_replay_window(state: State, signer: Signer) -> None:
+def test_sync_recovers_what_fell_below_the_window_and_never_stores_twice(
+    state: State, signer: Signer
+) -> None:
+    """Gossip moved the signer's window far past a message this node missed: sync still
+    brings it (once), while gossip refuses it as a replay."""
     adm = admission(state)
-    first = seal(signer, 5000)
-    assert adm.receive(TOPIC, first.to_wire(), "peerA", forwarder="peerA")
-    assert not adm.receive(TOPIC, first.to_wire(), "peerB", forwarder="peerB", from_sync=True)
-    assert inbox_size(state) == 1
-    assert count(state, "replay") == 0  # held already: sync offers it, nobody replays it
-    below = seal(signer, 5000 - 2000)  # below the window: refused even by sync
-    assert not adm.receive(TOPIC, below.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    missed = seal(signer, 3000)
+    assert adm.receive(TOPIC, seal(signer, 5000).to_wire(), "peerA", forwarder="peerA")
+    assert not adm.receive(TOPIC, missed.to_wire(), "peerA", forwarder="peerA")  # by gossip: below the window
     assert count(state, "replay") == 1
-    reordered = seal(signer, 4990)  # inside the window, never seen: still accepted
-    assert adm.receive(TOPIC, reordered.to_wire(), "peerB", forwarder="peerB", from_sync=True)
-    assert inbox_size(state) == 2
+    assert adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert not adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert inbox_size(state) == 2 and count(state, "replay") == 1  # held already: not a replay
+    store.prune_inbox(state, max_rows=0, max_age_ms=7 * 24 * 3600 * 1000, now=now_ms())
+    assert inbox_size(state) == 0
+    assert not adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert inbox_size(state) == 0  # pruned from the inbox, still remembered as seen
+
+
+def test_sync_refuses_what_is_older_than_the_retention(state: State, signer: Signer) -> None:
+    adm = admission(state)
+    adm.sync_max_age_ms = 60_000
+    old = seal(signer, 9, ts_ms=now_ms() - 120_000)
+    assert not adm.receive(TOPIC, old.to_wire(), "peerB", forwarder="peerB", from_sync=True)
+    assert count(state, "stale") == 1
 
 
 def test_store_refuses_what_the_window_refuses_in_the_same_transaction(state: State, signer: Signer) -> None:

@@ -41,8 +41,11 @@ class Admission:
         peer_rate: int = 1000,
         peer_burst: int = 5000,
         min_stake_rao: int = 0,
+        sync_max_age_ms: int = 7 * 24 * 3600 * 1000,
     ) -> None:
         self.state = state
+        self.sync_max_age_ms = sync_max_age_ms
+        """The oldest message sync admits: the inbox retention, over which ids are remembered."""
         self.network = network
         self.sudo = sudo
         self.min_stake_rao = min_stake_rao
@@ -109,21 +112,22 @@ class Admission:
             )
         msg_id = hashlib.sha256(data).hexdigest()  # the envelope's message id, if it parses
         republish = origin_peer == self.local_peer and not relayed
-        if (from_sync or republish) and store.inbox_has(self.state, msg_id):
+        if (from_sync or republish) and store.seen(self.state, msg_id):
             # Sync offers what we may hold already (not a replay by anyone); our own
             # message already held, published by us, is a re-publish after a crash: let
             # it go out again (a copy of it relayed back by a peer is a replay).
             return HELD if from_sync else OWN_HELD
-        # A message fetched by sync is old by nature: no age limit, no rate limit; the
-        # replay window applies on every path (it still accepts reordered numbers).
-        ctx = self.context(max_age_ms=None if from_sync else 5 * 60 * 1000)
+        # A message fetched by sync is old by nature: it may be as old as the retention
+        # and far below its signer's window by now, so its replay check is the set of
+        # message ids seen within the retention (store_received), not the window.
+        ctx = self.context(max_age_ms=self.sync_max_age_ms if from_sync else 5 * 60 * 1000)
         decision = gossip.admit(
             data,
             short,
             ctx,
             now_ms=now_ms(),
             verify_signature=verify_signature,
-            window_for=self._window,
+            window_for=None if from_sync else self._window,
             limiter=None if from_sync else self.limiter,
         )
         if not decision.accepted:
@@ -137,7 +141,7 @@ class Admission:
         if not store.store_received(
             self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip"
         ):
-            return HELD if store.inbox_has(self.state, msg_id) else "replay"
+            return HELD if store.seen(self.state, msg_id) else "replay"
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder

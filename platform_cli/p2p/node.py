@@ -95,6 +95,7 @@ class Node:
             peer_rate=settings.rate_per_peer,
             peer_burst=settings.burst_per_peer,
             min_stake_rao=settings.min_validator_stake_rao,
+            sync_max_age_ms=settings.inbox_max_age_s * 1000,
         )
         self.topics = {short: gossip.topic_name(network.netuid, short) for short in gossip.TOPICS}
         self.signer = None

@@ -33,18 +33,25 @@ def store_received(
     state: State, topic: str, envelope: env.Envelope, wire: bytes, from_peer: str, via: str = "gossip"
 ) -> bool:
     """Record an admitted message and advance its signer's window, in one write
-    transaction; False if already held, or refused (counted) because the window says
-    replay: another process may have taken the number since admission looked."""
+    transaction; False if already held, or refused (counted) as a replay.
+
+    Gossip is fresh by nature: its replay check is the signer's window (another process
+    may have taken the number since admission looked). Sync carries what a node missed,
+    possibly far below the window by now: its replay check is the set of message ids
+    seen within the retention period (sync refuses anything older), and it advances the
+    window only when the number is inside it."""
     msg_id = envelope.message_id()
     with write_transaction(state):
-        if state.execute("SELECT 1 FROM p2p_inbox WHERE msg_id = ?", [msg_id]).fetchone():
+        if seen(state, msg_id):
             return False
         kind = window_kind(envelope.kind)
         problem = sequences.window(state, envelope.signer, kind=kind).check(envelope.seq)
-        if problem is not None:
+        if problem is not None and via != "sync":
             count_rejection(state, topic, "replay", f"{envelope.signer} seq {envelope.seq}: {problem}")
             return False
-        sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
+        if problem is None:
+            sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
+        state.execute("INSERT INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms])
         state.execute(
             "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -91,9 +98,17 @@ def read_inbox(
     ]
 
 
+def seen(state: State, msg_id: str) -> bool:
+    """Whether the message was stored within the retention period (even if pruned since)."""
+    return state.execute("SELECT 1 FROM p2p_seen WHERE msg_id = ?", [msg_id]).fetchone() is not None
+
+
 def prune_inbox(state: State, *, max_rows: int, max_age_ms: int, now: int) -> int:
-    """Apply the inbox retention (replay windows stay: a pruned message stays refused)."""
+    """Apply the inbox retention. Message ids stay in ``p2p_seen`` while their signing
+    time is within ``max_age_ms``, the oldest sync admits, so a pruned message stays
+    refused."""
     with write_transaction(state):
+        state.execute("DELETE FROM p2p_seen WHERE ts_ms < ?", [now - max_age_ms])
         aged = state.execute("DELETE FROM p2p_inbox WHERE received_ms < ?", [now - max_age_ms]).rowcount
         extra = state.execute(
             "DELETE FROM p2p_inbox WHERE rowid <= (SELECT rowid FROM p2p_inbox ORDER BY rowid DESC "

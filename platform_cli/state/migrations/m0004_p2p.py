@@ -26,6 +26,13 @@ def migrate(db: sqlite_utils.Database) -> None:
         )"""
     )
     db.execute("CREATE INDEX p2p_inbox_received ON p2p_inbox (received_ms)")
+    db.execute(
+        """CREATE TABLE p2p_seen (
+            msg_id TEXT PRIMARY KEY,
+            ts_ms INTEGER NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX p2p_seen_ts ON p2p_seen (ts_ms)")
     db.execute("CREATE INDEX p2p_inbox_kind ON p2p_inbox (kind, received_ms)")
     db.execute(
         """CREATE TABLE p2p_outbox (
