@@ -137,3 +137,28 @@ def test_out_of_range_numbers_from_a_sync_peer_cannot_crash_the_node(tmp_path: P
             assert (await sync.read_frame(stream))["more"] is False  # still serving
 
     trio.run(scenario)
+
+
+def test_an_old_message_refused_by_our_view_does_not_pin_the_cursor(tmp_path: Path) -> None:
+    outsider = _signer(tmp_path / "keys", "outsider")
+    miner = _signer(tmp_path / "keys", "miner")
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    _snapshot(a_dir, 1, outsider.ss58, miner.ss58)
+    _snapshot(b_dir, 1, miner.ss58)  # B's view: the outsider is no validator (any more)
+    old = env.seal(
+        network=NETWORK, kind="evaluation", signer=outsider.ss58, scheme=outsider.scheme, seq=1,
+        ts_ms=now_ms() - 3_600_000, body={"old": True}, sign=outsider.sign,
+    )  # fmt: skip
+    fresh = _seal(miner, "submission", 1)
+
+    async def scenario() -> None:
+        async with node_in_process(a_dir) as a, node_in_process(b_dir) as b:
+            for short, envelope in (("evaluations", old), ("submissions", fresh)):
+                topic = gossip.topic_name(NETWORK.netuid, short)
+                assert store.store_received(a.state, topic, envelope, envelope.to_wire(), "elsewhere")
+            await b.dial(a.addrs[0])
+            await await_until(lambda: store.inbox_has(b.state, fresh.message_id()), 20, "sync on connection")
+            await await_until(lambda: store.sync_cursor(b.state, a.peer_id) == 2, 20, "the cursor past both")
+            assert not store.inbox_has(b.state, old.message_id())
+
+    trio.run(scenario)

@@ -26,6 +26,7 @@ import trio
 
 from platform_cli.clock import now_ms
 from platform_cli.core import canonical, gossip
+from platform_cli.core import envelope as env
 from platform_cli.p2p import store
 from platform_cli.p2p.admission import LOCAL_VIEW_REASONS, STORED, Admission
 from platform_cli.state.db import State
@@ -228,6 +229,17 @@ async def fetch(
         await trio.sleep(0)
 
 
+VIEW_GRACE_MS = 10 * 60 * 1000
+
+
+def _recent(wire: bytes) -> bool:
+    """Signed within VIEW_GRACE_MS (or in the future: a clock that will catch up)."""
+    try:
+        return env.from_wire(wire, max_size=len(wire)).ts_ms >= now_ms() - VIEW_GRACE_MS
+    except env.EnvelopeError:
+        return False
+
+
 async def pull(
     admission: Admission,
     peer_id: str,
@@ -239,8 +251,10 @@ async def pull(
 
     The cursor moves past a frame once every item in it is settled: stored, held, or
     refused for the sender's fault. A refusal that depends on our own view (validator
-    set, clock, budgets) or a local failure (a locked database) leaves it there, so the
-    items come again at the next sync."""
+    set, clock, budgets) of a message signed in the last ``VIEW_GRACE_MS`` leaves it
+    there, so the items come again at the next sync; an older message had time for our
+    view to catch up, so its refusal is settled (one message of a signer who left the
+    validator set cannot pin the cursor)."""
     state = admission.state
     after = store.sync_cursor(state, peer_id)
     since = 0 if after else max(0, now_ms() - FIRST_SYNC_MS)
@@ -255,7 +269,7 @@ async def pull(
                 return False
             outcome = admission.admit(topic, wire, peer_id, forwarder=peer_id, from_sync=True)
             added += outcome == STORED
-            frozen = frozen or outcome in LOCAL_VIEW_REASONS
+            frozen = frozen or (outcome in LOCAL_VIEW_REASONS and _recent(wire))
         if not frozen:
             cursor = max(cursor, row)
         return not banned()
