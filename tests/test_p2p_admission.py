@@ -142,3 +142,19 @@ def test_retention_prunes_the_inbox_and_unbound_peers(state: State, signer: Sign
     state.execute("UPDATE p2p_peers SET last_seen_ms = 0")
     assert store.prune_peers(state, unseen_ms=60_000, now=now) == 1
     assert {r["peer_id"] for r in store.peers(state)} == {"here", "bound"}
+
+
+def test_retention_is_per_topic_and_bounded_in_bytes(state: State, signer: Signer) -> None:
+    evaluations = gossip.topic_name(NETWORK.netuid, "evaluations")
+    for seq in range(1, 4):
+        envelope = seal(signer, seq)
+        assert store.store_received(state, evaluations, envelope, envelope.to_wire(), "peerA")
+    for seq in range(4, 20):  # a flood on another topic
+        envelope = seal(signer, seq)
+        assert store.store_received(state, TOPIC, envelope, envelope.to_wire(), "peerA")
+    store.prune_inbox(state, max_rows=5, max_age_ms=60_000, now=now_ms())
+    assert len(store.inbox_rows(state, topic=evaluations)) == 3  # not evicted by the flood
+    assert len(store.inbox_rows(state, topic=TOPIC)) == 5
+    size = len(seal(signer, 1).to_wire())
+    store.prune_inbox(state, max_rows=5, max_age_ms=60_000, now=now_ms(), max_bytes=2 * size + size // 2)
+    assert inbox_size(state) == 2

@@ -128,7 +128,7 @@ class Admission:
             now_ms=now_ms(),
             verify_signature=verify_signature,
             window_for=None if from_sync else self._window,
-            limiter=None if from_sync else self.limiter,
+            limiter=self.limiter,  # a signer's budget holds on every path (sync too)
         )
         if not decision.accepted:
             return self._reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder)

@@ -9,8 +9,9 @@ rate_per_signer = 100        # messages a second, per signer
 burst_per_signer = 500
 rate_per_peer = 1000         # messages a second a peer may relay to us, whoever signed them
 burst_per_peer = 5000
-inbox_max_rows = 200000      # inbox retention: the newest rows ...
-inbox_max_age_s = 604800     # ... received in the last 7 days
+inbox_max_rows = 200000      # inbox retention: the newest rows of each topic ...
+inbox_max_age_s = 604800     # ... received in the last 7 days ...
+inbox_max_bytes = 1073741824 # ... and the newest 1 GiB in all
 min_validator_stake_rao = 0
 sync_interval_s = 30         # also syncs from each peer on connection
 ```
@@ -41,6 +42,7 @@ _KNOWN = {
     "burst_per_peer",
     "inbox_max_rows",
     "inbox_max_age_s",
+    "inbox_max_bytes",
 }
 
 
@@ -60,6 +62,7 @@ class NodeSettings:
     burst_per_peer: int = 5000
     inbox_max_rows: int = 200_000
     inbox_max_age_s: int = 7 * 24 * 3600
+    inbox_max_bytes: int = 1024**3
 
     def with_overrides(self, **values: Any) -> NodeSettings:
         return replace(self, **{k: v for k, v in values.items() if v not in (None, ())})
@@ -110,6 +113,7 @@ def load_settings(config: Config) -> NodeSettings:
         burst_per_peer=_positive(config, table, "burst_per_peer", base.burst_per_peer),
         inbox_max_rows=_positive(config, table, "inbox_max_rows", base.inbox_max_rows),
         inbox_max_age_s=_positive(config, table, "inbox_max_age_s", base.inbox_max_age_s),
+        inbox_max_bytes=_positive(config, table, "inbox_max_bytes", base.inbox_max_bytes),
     )
 
 

@@ -22,8 +22,9 @@ from platform_cli.identity import verify_signature
 from platform_cli.p2p import store
 from platform_cli.p2p.admission import Admission
 
-MAX_STORED_RECORDS = 4096
-"""Value store entries (py-libp2p's default, 50 000 records of up to 256 KiB, is too many)."""
+MAX_STORED_RECORDS = 1024
+"""Value store entries, at most 256 MiB of records (py-libp2p's default, 50 000 records of
+up to 256 KiB, would let peers fill 12 GiB of memory)."""
 _putting_peer: contextvars.ContextVar[str] = contextvars.ContextVar("putting_peer", default="")
 
 
@@ -64,12 +65,12 @@ class PlatformValidator(NamespacedValidator):
         return record is not None and record.value == value
 
     def validate(self, key: str, value: bytes) -> None:
+        super().validate(key, value)  # invalid puts are refused before they cost any quota
         peer = _putting_peer.get()
         if peer and not self._held(key, value):
             problem = self.quota.charge(peer, len(key) + len(value), now_ms())
             if problem:
                 raise dhtrec.RecordError(f"put of {key!r} refused: {problem}")
-        super().validate(key, value)
 
 
 def validator(admission: Admission, quota: dhtrec.PutQuota | None = None) -> PlatformValidator:

@@ -286,6 +286,7 @@ class Node:
             self.state,
             max_rows=self.settings.inbox_max_rows,
             max_age_ms=self.settings.inbox_max_age_s * 1000,
+            max_bytes=self.settings.inbox_max_bytes,
             now=now,
         )
         peers = store.prune_peers(self.state, unseen_ms=PEER_FORGET_MS, now=now)

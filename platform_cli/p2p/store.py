@@ -103,19 +103,31 @@ def seen(state: State, msg_id: str) -> bool:
     return state.execute("SELECT 1 FROM p2p_seen WHERE msg_id = ?", [msg_id]).fetchone() is not None
 
 
-def prune_inbox(state: State, *, max_rows: int, max_age_ms: int, now: int) -> int:
-    """Apply the inbox retention. Message ids stay in ``p2p_seen`` while their signing
-    time is within ``max_age_ms``, the oldest sync admits, so a pruned message stays
-    refused."""
+def prune_inbox(
+    state: State, *, max_rows: int, max_age_ms: int, now: int, max_bytes: int | None = None
+) -> int:
+    """Apply the inbox retention: age, then the newest ``max_rows`` of each topic (a flood
+    of submissions cannot evict evaluations), then the newest ``max_bytes`` in all.
+
+    Message ids stay in ``p2p_seen`` while their signing time is within ``max_age_ms``,
+    the oldest sync admits, so a pruned message stays refused."""
     with write_transaction(state):
         state.execute("DELETE FROM p2p_seen WHERE ts_ms < ?", [now - max_age_ms])
-        aged = state.execute("DELETE FROM p2p_inbox WHERE received_ms < ?", [now - max_age_ms]).rowcount
-        extra = state.execute(
-            "DELETE FROM p2p_inbox WHERE rowid <= (SELECT rowid FROM p2p_inbox ORDER BY rowid DESC "
-            "LIMIT 1 OFFSET ?)",
-            [max_rows],
-        ).rowcount
-    return aged + extra
+        removed = state.execute("DELETE FROM p2p_inbox WHERE received_ms < ?", [now - max_age_ms]).rowcount
+        topics = [row[0] for row in state.execute("SELECT DISTINCT topic FROM p2p_inbox")]
+        for topic in topics:
+            removed += state.execute(
+                "DELETE FROM p2p_inbox WHERE topic = ? AND rowid <= (SELECT rowid FROM p2p_inbox "
+                "WHERE topic = ? ORDER BY rowid DESC LIMIT 1 OFFSET ?)",
+                [topic, topic, max_rows],
+            ).rowcount
+        if max_bytes is not None:
+            removed += state.execute(
+                "DELETE FROM p2p_inbox WHERE rowid IN (SELECT rowid FROM (SELECT rowid, "
+                "SUM(length(envelope)) OVER (ORDER BY rowid DESC) AS newer FROM p2p_inbox) WHERE newer > ?)",
+                [max_bytes],
+            ).rowcount
+    return removed
 
 
 def inbox_has(state: State, msg_id: str) -> bool:
