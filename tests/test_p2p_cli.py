@@ -144,3 +144,19 @@ def test_sealing_a_body_outside_the_canonical_model_is_a_user_error(tmp_path) ->
         pytest.raises(PlatformError, match="cannot seal a 'submission' message"),
     ):
         outgoing.seal_for(state, NETWORK, KeyStore(tmp_path).signer("validator"), "submission", {"a": 10**30})
+
+
+def test_message_and_value_files_must_be_regular(run, tmp_path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    published = run("peer", "publish", "submissions", str(fifo))
+    assert (
+        published.exit_code == 1
+        and published.stderr.strip() == f"error: message {fifo} is not a regular file"
+    )
+    put = run("dht", "put", "/sub/", "/dev/zero")
+    assert put.exit_code == 1 and "value /dev/zero is not a regular file" in put.stderr
+    inbox = run("peer", "inbox", "--topic", "nope")
+    assert inbox.exit_code == 1 and "unknown topic 'nope'" in inbox.stderr

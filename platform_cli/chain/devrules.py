@@ -223,6 +223,8 @@ def reveal_mechanism_weights(tx: _Tx, params: dict[str, Any], signer: str) -> st
         return f"NoWeightsCommitFound: {signer} has no commit on netuid {netuid} mechanism {mecid}"
     uids, values = [int(u) for u in params["uids"]], [int(v) for v in params["values"]]
     salt, version_key = [int(s) for s in params["salt"]], int(params.get("version_key", 0))
+    if not 0 <= version_key < 2**64:
+        return f"InvalidArgument: version_key {version_key} is not a u64"
     if any(not 0 <= x <= U16_MAX for x in (*uids, *values, *salt)):
         return "UidVecContainInvalidOne: uids, values and salt must be u16"
     digest = commit_hash(_account_id(signer), index, uids, values, salt, version_key)

@@ -10,6 +10,7 @@ import click
 from platform_cli import output
 from platform_cli.context import AppContext
 from platform_cli.errors import PlatformError
+from platform_cli.files import read_limited
 from platform_cli.state import audit
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -32,11 +33,12 @@ def dht() -> None:
 @pass_app
 def put(app: AppContext, key: str, source: str, key_name: str | None) -> None:
     """Store FILE's bytes under KEY (use KEY '/sub/' to have the hash computed)."""
+    from platform_cli.core.dhtrec import MAX_RECORD_BYTES
     from platform_cli.p2p import client, records
 
-    data = sys.stdin.buffer.read() if source == "-" else _read(Path(source))
-    client.require_node(app.state)
+    data = read_limited(source, MAX_RECORD_BYTES, "value")
     key, value = records.prepare(app.state, app.data_dir, app.config.network, key, data, key_name)
+    client.require_node(app.state)
     result = client.call(app.state, "dht.put", {"key": key, "value": value})
     audit.append(app.state, key_name or "local", "dht.put", result)
     output.record(result, as_json=app.json)
@@ -105,10 +107,3 @@ def forget(app: AppContext, key: str) -> None:
     result = client.call(app.state, "dht.forget", {"key": key})
     audit.append(app.state, "local", "dht.forget", result)
     output.record(result, as_json=app.json)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"cannot read {path}: {exc.strerror}") from None

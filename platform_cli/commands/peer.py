@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import click
 
 from platform_cli import output
 from platform_cli.context import AppContext
 from platform_cli.errors import PlatformError
+from platform_cli.files import read_limited
 from platform_cli.state import audit
 
 pass_app = click.make_pass_decorator(AppContext)
+MESSAGE_FILE_MAX_BYTES = 1024 * 1024
+"""A message file is read up to this size; the gossip cap (64 KiB) is checked after."""
 
 
 @click.group()
@@ -109,7 +109,7 @@ def publish(app: AppContext, topic: str, source: str, key_name: str | None, kind
     from platform_cli.core import envelope as env
     from platform_cli.p2p import client, outgoing
 
-    data = sys.stdin.buffer.read() if source == "-" else _read(Path(source))
+    data = read_limited(source, MESSAGE_FILE_MAX_BYTES, "message")
     client.require_node(app.state)
     network = app.config.network
     parsed = outgoing.parse_input(data, source)
@@ -149,14 +149,9 @@ def rejections(app: AppContext) -> None:
 def inbox(app: AppContext, topic: str | None, limit: int) -> None:
     """Messages this node admitted, newest first."""
     from platform_cli.p2p import store
+    from platform_cli.p2p.outgoing import resolve_topic
 
     columns = ("msg_id", "topic", "kind", "signer", "seq", "received_ms")
-    rows = store.inbox_rows(app.state, topic=topic, limit=limit)
+    full = resolve_topic(app.config.network.netuid, topic)[1] if topic else None
+    rows = store.inbox_rows(app.state, topic=full, limit=limit)
     output.table(rows, columns, as_json=app.json, empty="inbox is empty")
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise PlatformError(f"cannot read {path}: {exc.strerror}") from None
