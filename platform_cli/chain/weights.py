@@ -177,15 +177,19 @@ async def submit_with(
         vector = build(state, snapshot, hyper, settings, epoch=epoch, own=signer.ss58)
         if not dry_run:
             records.store(state, vector)
-    try:
-        plan = await client.set_weights(
+
+    async def set_weights(dry: bool) -> Submission:
+        return await client.set_weights(
             netuid,
             vector.weights,
             signer,
             mechid=settings.mechid,
             version_key=settings.version_key,
-            dry_run=True,
+            dry_run=dry,
         )
+
+    try:
+        plan = await set_weights(True)
     except WeightsRefused as exc:
         log.error("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
         if not dry_run:
@@ -199,14 +203,7 @@ async def submit_with(
         return vector, plan, "planned"
     row_id = records.begin(state, vector, signer.ss58)
     try:
-        done = await client.set_weights(
-            netuid,
-            vector.weights,
-            signer,
-            mechid=settings.mechid,
-            version_key=settings.version_key,
-            dry_run=False,
-        )
+        done = await set_weights(False)
     except SubmissionUnknown as exc:
         # The extrinsic may have been included: only the chain can tell, so the row stays
         # pending and the epoch loop settles it from the chain (resolve_pending).
