@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-
+from platform_cli.config import tomllib
 from platform_cli.core import abi
 from platform_cli.core.challenge import ResourcePolicy
 

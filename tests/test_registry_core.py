@@ -6,8 +6,8 @@ import copy
 import dataclasses
 
 import pytest
-import tomllib
 
+from platform_cli.config import tomllib
 from platform_cli.core.challenge import SemVer, SpecError, parse_spec, spec_from_canonical, version_key
 from platform_cli.core.registry import (
     TRANSITIONS,
