@@ -132,7 +132,9 @@ class ChainClient:
                 return await asyncio.wait_for(fn(self._client), self.settings.timeout_s)
             except _transport_errors() as exc:
                 reason = (
-                    f"no answer within {self.settings.timeout_s:g}s" if isinstance(exc, TimeoutError) else exc
+                    f"no answer within {self.settings.timeout_s:g}s"
+                    if isinstance(exc, asyncio.TimeoutError)
+                    else exc
                 )
                 log.warning(
                     "chain.call_failed network=%s call=%s attempt=%d error=%s",
@@ -259,7 +261,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     from websockets.exceptions import WebSocketException
 
     return (
-        TimeoutError,
+        asyncio.TimeoutError,
         OSError,
         RpcConnectionError,
         ConnectionNotReady,

@@ -62,7 +62,7 @@ class WeightSetter:
         if self.sleep is not None:
             await self.sleep(wait_ms / 1000)
             return
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self.stop.wait(), wait_ms / 1000)
 
     def _record_gaps(self, current: int) -> int | None:
