@@ -60,21 +60,24 @@ def as_json(result: Result) -> Any:
     return json.loads(ok(result).stdout)
 
 
-def import_key(run: Run, name: str, wallet_hotkey: str) -> None:
-    ok(
-        run(
-            "keys",
-            "import",
-            "--name",
-            name,
-            "--wallet",
-            "devnet",
-            "--hotkey",
-            wallet_hotkey,
-            "--wallet-path",
-            WALLETS,
-        )
+def import_args(name: str, wallet_hotkey: str) -> tuple[str, ...]:
+    """`platform keys import` of a devnet wallet hotkey under ``name``."""
+    return (
+        "keys",
+        "import",
+        "--name",
+        name,
+        "--wallet",
+        "devnet",
+        "--hotkey",
+        wallet_hotkey,
+        "--wallet-path",
+        WALLETS,
     )
+
+
+def import_key(run: Run, name: str, wallet_hotkey: str) -> None:
+    ok(run(*import_args(name, wallet_hotkey)))
 
 
 def activate_challenge(

@@ -15,7 +15,7 @@ import pytest
 
 from platform_cli.chain.records import history
 from platform_cli.state import open_state
-from tests.chain_helpers import NETUID, WALLETS, sdk_read, uid
+from tests.chain_helpers import NETUID, import_args, sdk_read, uid
 
 
 def platform(data_dir: Path, *args: str, wait: bool = True) -> subprocess.Popen[str] | dict:
@@ -45,19 +45,7 @@ def test_two_validators_see_the_same_blocks_and_each_others_weights(tmp_path: Pa
     for name, data_dir in nodes.items():
         data_dir.mkdir()
         (data_dir / "platform.toml").write_text(f'[chain]\ndev_db = "{shared}"\n')
-        platform(
-            data_dir,
-            "keys",
-            "import",
-            "--name",
-            "validator",
-            "--wallet",
-            "devnet",
-            "--hotkey",
-            name,
-            "--wallet-path",
-            WALLETS,
-        )
+        platform(data_dir, *import_args("validator", name))
     first, second = nodes["validator-0"], nodes["validator-1"]
     platform(first, "chain", "dev", "init", "--block-time-ms", "0")
     advanced = platform(first, "chain", "dev", "advance", "40")
@@ -88,19 +76,7 @@ def test_weights_run_sets_weights_on_the_block_clock_and_stops_on_sigterm(tmp_pa
     data_dir = tmp_path / "node"
     data_dir.mkdir()
     (data_dir / "platform.toml").write_text("[weights]\nlead_blocks = 3\n")
-    platform(
-        data_dir,
-        "keys",
-        "import",
-        "--name",
-        "validator",
-        "--wallet",
-        "devnet",
-        "--hotkey",
-        "validator-0",
-        "--wallet-path",
-        WALLETS,
-    )
+    platform(data_dir, *import_args("validator", "validator-0"))
     platform(data_dir, "chain", "dev", "init", "--block-time-ms", "100", "--tempo", "10", "--rate-limit", "2")
     loop = platform(data_dir, "weights", "run", wait=False)
     assert isinstance(loop, subprocess.Popen)

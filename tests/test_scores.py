@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from platform_cli.cli import cli
 from platform_cli.core.scores import ReportError, parse_report
 from platform_cli.state import open_state
-from tests.chain_helpers import WALLETS, hotkey, uid
+from tests.chain_helpers import hotkey, import_args, uid
 from tests.conftest import FIXTURES, REPO
 
 PREDICT = REPO / "challenges" / "predict"
@@ -41,19 +41,7 @@ def validator(data_dir: Path, wallet_hotkey: str, chain_db: Path) -> None:
     from platform_cli.config import load_config
 
     share_chain(data_dir, chain_db)
-    cli_in(
-        data_dir,
-        "keys",
-        "import",
-        "--name",
-        "validator",
-        "--wallet",
-        "devnet",
-        "--hotkey",
-        wallet_hotkey,
-        "--wallet-path",
-        WALLETS,
-    )
+    cli_in(data_dir, *import_args("validator", wallet_hotkey))
     update_id = cli_in(data_dir, "registry", "propose", str(PREDICT / "update.json"))["update_id"]
     with open_state(data_dir) as state:
         reg.commit_update(state, load_config(data_dir), update_id)
@@ -193,19 +181,7 @@ def test_ingest_keeps_the_latest_signed_report_whatever_the_arrival_order(data_d
     from platform_cli.p2p import store
     from platform_cli.scores import ingest, reports_for
 
-    cli_in(
-        data_dir,
-        "keys",
-        "import",
-        "--name",
-        "v1",
-        "--wallet",
-        "devnet",
-        "--hotkey",
-        "validator-1",
-        "--wallet-path",
-        WALLETS,
-    )
+    cli_in(data_dir, *import_args("v1", "validator-1"))
     signer = KeyStore(data_dir).signer("v1")
     topic = gossip.topic_name(100, "evaluations")
 

@@ -52,10 +52,7 @@ def put(app: AppContext, key: str, source: str, key_name: str | None) -> None:
 @pass_app
 def get(app: AppContext, key: str, out: Path | None) -> None:
     """Fetch the value under KEY (local copy first, then the network)."""
-    from platform_cli.p2p import client, records
-
-    records.check_key(key)
-    result = client.call(app.state, "dht.get", {"key": key})
+    result = _ask(app, "dht.get", key)
     if not result["found"]:
         raise PlatformError(f"no record under {key!r} in the DHT")
     value = bytes.fromhex(result["value_hex"])
@@ -73,10 +70,7 @@ def get(app: AppContext, key: str, out: Path | None) -> None:
 @pass_app
 def provide(app: AppContext, key: str) -> None:
     """Announce that this node provides KEY."""
-    from platform_cli.p2p import client, records
-
-    records.check_key(key)
-    result = client.call(app.state, "dht.provide", {"key": key})
+    result = _ask(app, "dht.provide", key)
     audit.append(app.state, "local", "dht.provide", result)
     if not result["announced"]:
         raise PlatformError(f"{key!r} was not announced: no peer took the provider record")
@@ -88,10 +82,7 @@ def provide(app: AppContext, key: str) -> None:
 @pass_app
 def providers(app: AppContext, key: str) -> None:
     """Peers that announced they provide KEY."""
-    from platform_cli.p2p import client, records
-
-    records.check_key(key)
-    result = client.call(app.state, "dht.providers", {"key": key})
+    result = _ask(app, "dht.providers", key)
     rows = [{"peer_id": p} for p in result["providers"]]
     output.table(rows, ("peer_id",), as_json=app.json, empty=f"no providers for {key!r}")
 
@@ -101,9 +92,14 @@ def providers(app: AppContext, key: str) -> None:
 @pass_app
 def forget(app: AppContext, key: str) -> None:
     """Drop this node's local copy of KEY (the network keeps its copies)."""
+    result = _ask(app, "dht.forget", key)
+    audit.append(app.state, "local", "dht.forget", result)
+    output.record(result, as_json=app.json)
+
+
+def _ask(app: AppContext, op: str, key: str) -> dict:
+    """Check KEY here, then ask the running node to do ``op`` with it."""
     from platform_cli.p2p import client, records
 
     records.check_key(key)
-    result = client.call(app.state, "dht.forget", {"key": key})
-    audit.append(app.state, "local", "dht.forget", result)
-    output.record(result, as_json=app.json)
+    return client.call(app.state, op, {"key": key})
