@@ -46,12 +46,11 @@ TOPICS: Mapping[str, TopicRule] = {
     "consensus": TopicRule(
         frozenset(
             {
-                "consensus.propose",
-                "consensus.prepare",
-                "consensus.commit",
-                "consensus.view_change",
-                "consensus.new_view",
-                "consensus.checkpoint",
+                "consensus.proposal",
+                "consensus.prevote",
+                "consensus.precommit",
+                "consensus.bundle",
+                "consensus.evidence",
             }
         ),
         Role.VALIDATOR,

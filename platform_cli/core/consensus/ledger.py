@@ -1,0 +1,178 @@
+"""The ledger: what the committed log says, folded into state (pure).
+
+Every validator starts from the same :class:`Genesis` (network, sudo key, first
+validator set, starting registry) and applies the same decided entries in the same
+order, so every validator holds the same ledger at the same height. :meth:`Ledger.apply`
+is deterministic and needs nothing but the entry: it is also how a validator that
+catches up from certificates rebuilds the state it missed.
+
+Rules applied to every entry (whoever proposed it):
+
+- the entry extends the log: height + 1 and ``prev`` the id of the last entry;
+- ``registry.update``: not applied before, effective blocks never decrease along the
+  log (so the registry at block B is a prefix of the log), and the registry's pure
+  ``apply`` accepts it with the sudo key;
+- ``weights``: one vector per (mechid, epoch);
+- ``validators``: a snapshot newer than the current set's; the set changes at the next
+  height.
+
+The registry at chain block B (:meth:`Ledger.registry_at`) applies the updates whose
+effective block is at most B: every validator switches at the same block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from platform_cli.core import registry as reg
+from platform_cli.core.aggregation import ChallengeShare
+from platform_cli.core.consensus.actions import (
+    Action,
+    ActionError,
+    RegistryAction,
+    ValidatorsAction,
+    parse_action,
+)
+from platform_cli.core.consensus.entry import Entry, EntryError, genesis_id, parse_entry
+from platform_cli.core.consensus.validators import ValidatorSet
+from platform_cli.core.consensus.weights import WeightsAction
+from platform_cli.core.envelope import Network
+
+
+class LedgerError(ValueError):
+    """An entry that does not apply to the ledger."""
+
+
+@dataclass(frozen=True)
+class Genesis:
+    network: Network
+    sudo: str
+    validators: ValidatorSet
+    registry: reg.RegistryState = field(default_factory=reg.RegistryState)
+
+    @property
+    def id(self) -> str:
+        return genesis_id(self.network, self.validators.set_id)
+
+
+@dataclass(frozen=True)
+class RegistryCommit:
+    height: int
+    effective_block: int
+    update_id: str
+    action: RegistryAction
+    registry_after: reg.RegistryState
+    """The registry with every update of the log up to this one applied."""
+
+
+@dataclass(frozen=True)
+class WeightsCommit:
+    height: int
+    action: WeightsAction
+
+
+@dataclass(frozen=True)
+class Ledger:
+    genesis: Genesis
+    height: int
+    head: str
+    validators: ValidatorSet
+    registry: reg.RegistryState
+    registry_log: tuple[RegistryCommit, ...] = ()
+    weights: Mapping[tuple[int, int], WeightsCommit] = field(default_factory=lambda: MappingProxyType({}))
+    pending_validators: ValidatorSet | None = None
+    """A set an action of the entry being applied chose; in force from the next height."""
+
+    @classmethod
+    def start(cls, genesis: Genesis) -> Ledger:
+        return cls(genesis, 0, genesis.id, genesis.validators, genesis.registry)
+
+    @property
+    def last_effective_block(self) -> int:
+        return self.registry_log[-1].effective_block if self.registry_log else 0
+
+    def committed_update(self, update_id: str) -> bool:
+        return any(c.update_id == update_id for c in self.registry_log)
+
+    def registry_at(self, block: int) -> reg.RegistryState:
+        state = self.genesis.registry
+        for commit in self.registry_log:
+            if commit.effective_block > block:
+                break
+            state = commit.registry_after
+        return state
+
+    def apply(self, entry: Entry) -> Ledger:
+        if entry.height != self.height + 1:
+            raise LedgerError(f"entry is for height {entry.height}, the next height is {self.height + 1}")
+        if entry.prev != self.head:
+            raise LedgerError(
+                f"entry does not extend the log: prev {entry.prev[:16]}…, head {self.head[:16]}…"
+            )
+        ledger = self
+        for index, raw in enumerate(entry.actions):
+            try:
+                action = parse_action(raw)
+            except ActionError as exc:
+                raise LedgerError(f"action {index}: {exc}") from None
+            ledger = ledger.apply_action(action, entry.height)
+        validators = ledger.pending_validators or ledger.validators
+        return replace(
+            ledger, height=entry.height, head=entry.id, validators=validators, pending_validators=None
+        )
+
+    def apply_action(self, action: Action, height: int) -> Ledger:
+        if isinstance(action, RegistryAction):
+            return self._apply_registry(action, height)
+        if isinstance(action, WeightsAction):
+            key = (action.mechid, action.epoch)
+            if key in self.weights:
+                raise LedgerError(f"weights of mechanism {key[0]} epoch {key[1]} are already decided")
+            return replace(
+                self, weights=MappingProxyType({**self.weights, key: WeightsCommit(height, action)})
+            )
+        return self._apply_validators(action)
+
+    def _apply_registry(self, action: RegistryAction, height: int) -> Ledger:
+        update_id = action.update_id
+        if self.committed_update(update_id):
+            raise LedgerError(f"registry update {update_id[:16]}… is already in the log")
+        if action.effective_block < self.last_effective_block:
+            raise LedgerError(
+                f"effective block {action.effective_block} is before the last update's {self.last_effective_block}"
+            )
+        try:
+            registry = reg.apply(self.registry, action.envelope, self.genesis.sudo)
+        except reg.RegistryError as exc:
+            raise LedgerError(f"registry update does not apply: {exc}") from None
+        commit = RegistryCommit(height, action.effective_block, update_id, action, registry)
+        return replace(self, registry=registry, registry_log=(*self.registry_log, commit))
+
+    def _apply_validators(self, action: ValidatorsAction) -> Ledger:
+        current = self.pending_validators or self.validators
+        if action.validators.block <= current.block:
+            raise LedgerError(
+                f"validator set of block {action.validators.block} is not newer than block {current.block}"
+            )
+        return replace(self, pending_validators=action.validators)
+
+
+def apply_value(ledger: Ledger, value: object) -> Ledger:
+    """Parse and apply a decided value; :class:`LedgerError` says what is wrong."""
+    try:
+        entry = parse_entry(value)
+    except EntryError as exc:
+        raise LedgerError(str(exc)) from None
+    return ledger.apply(entry)
+
+
+def challenge_shares(registry: reg.RegistryState, mechid: int) -> tuple[ChallengeShare, ...]:
+    """The active challenges of a mechanism with their emission shares, sorted by id."""
+    shares = [
+        ChallengeShare(r.spec.id, r.spec.scoring.emission_ppm, r.spec.min_validators)
+        for r in registry.versions.values()
+        if r.state is reg.Lifecycle.ACTIVE and r.spec.scoring.mechanism == mechid
+    ]
+    return tuple(sorted(shares, key=lambda s: s.challenge))
