@@ -34,6 +34,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "chain",
         "Metagraph sync and chain status; the embedded dev chain.",
     ),
+    "consensus": (
+        "platform_cli.commands.consensus",
+        "consensus",
+        "Tendermint consensus: verify certificates, simulate under faults.",
+    ),
     "weights": (
         "platform_cli.commands.weights",
         "weights",

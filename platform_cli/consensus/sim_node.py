@@ -18,7 +18,8 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from platform_cli.consensus.application import LedgerApplication, MemoryCommitStore, replay
+from platform_cli.consensus import validator
+from platform_cli.consensus.application import LedgerApplication, MemoryCommitStore
 from platform_cli.consensus.signing import GuardedSigner, MemoryVoteLog
 from platform_cli.consensus.sim_network import Network, Scheduler
 from platform_cli.consensus.sim_world import NETWORK, WORK_START_MS, SimKey, World
@@ -222,27 +223,15 @@ class SimNode:
         now = self.scheduler.now
         if self.amnesia:
             self.votes = MemoryVoteLog()
-        ledger = replay(self.world.genesis, self.store)
-        self.app = LedgerApplication(
-            ledger,
-            self.store,
-            self.view,
-            Checker(NETWORK, self.world.verifier),
-            lambda current, now: current.height < self.world.heights and now >= WORK_START_MS,
-        )
-        resume, own = self.votes.resume()
-        self.machine = Machine(
-            me=self.key.ss58,
-            network=NETWORK,
-            validators=ledger.validators,
-            height=ledger.height + 1,
-            prev=ledger.head,
-            app=self.app,
-            signer=GuardedSigner(self.votes, self.key, NETWORK),
-            verify_signature=self.world.verifier,
+        self.machine, self.app = validator.start(
+            genesis=self.world.genesis,
+            store=self.store,
+            votes=self.votes,
+            key=self.key,
+            view=self.view,
+            checker=Checker(NETWORK, self.world.verifier),
+            wants=lambda current, now: current.height < self.world.heights and now >= WORK_START_MS,
             timeouts=SIM_TIMEOUTS,
-            resume=resume,
-            own=own,
             now_ms=now,
         )
         self.handle(self.machine.start(now))

@@ -22,8 +22,9 @@ from platform_cli.consensus import sim_invariants as inv
 from platform_cli.consensus.sim_byzantine import STRATEGIES, ByzantineNode
 from platform_cli.consensus.sim_network import FaultPlan, Network, Scheduler, plan_faults
 from platform_cli.consensus.sim_node import SimNode, Trace
-from platform_cli.consensus.sim_world import NETWORK, WORK_START_MS, World
+from platform_cli.consensus.sim_world import NETWORK, WORK_START_MS, World, parse_spread
 from platform_cli.core.consensus.ports import Commit
+from platform_cli.errors import PlatformError, UsageError
 
 MAX_VALIDATORS = 128
 STALL_WATCH_MS = 5_000
@@ -252,3 +253,43 @@ def write_out(result: SimResult, directory: Path) -> None:
     }
     (directory / "validators.json").write_text(json.dumps(validators, indent=2) + "\n")
     (directory / "summary.json").write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n")
+
+
+def run_cli(
+    *,
+    seed: int,
+    validators: int,
+    byzantine: int,
+    heights: int,
+    stake_spread: str,
+    strategies: tuple[str, ...],
+    byzantine_top: bool,
+    faults: bool,
+    out: Path | None,
+) -> dict[str, Any]:
+    """``platform consensus simulate``: one schedule, its summary, optionally its files."""
+    try:
+        spread = parse_spread(stake_spread)
+    except ValueError as exc:
+        raise UsageError(f"--stake-spread: {exc}") from None
+    config = SimConfig(
+        seed=seed,
+        validators=validators,
+        byzantine=byzantine,
+        heights=heights,
+        stake_spread=spread,
+        faults=faults,
+        strategies=strategies,
+        byzantine_top=byzantine_top,
+    )
+    try:
+        config.check()
+    except SimulationError as exc:
+        raise UsageError(str(exc)) from None
+    result = simulate(config)
+    if out is not None:
+        try:
+            write_out(result, out)
+        except OSError as exc:
+            raise PlatformError(f"cannot write the simulation to {out}: {exc.strerror}") from None
+    return result.summary
