@@ -90,7 +90,10 @@ def verify_file(
         from platform_cli.chain.settings import weight_settings
 
         if state is None:
-            raise PlatformError("no state to read the validator set from: pass --snapshot FILE")
+            raise PlatformError(
+                f"no metagraph snapshot of block {cert.set_block}: there is no state here; "
+                "pass the validator set with --snapshot FILE"
+            )
         network = config.network.network
         validators = validator_set_from_state(
             state, network.netuid, cert.set_block, weight_settings(config).min_stake_rao

@@ -187,7 +187,7 @@ class ByzantineNode(SimNode):
         if choice == 2:
             return {**value, "prev": "00" * 32}
         head = self.world.chain_head(self.scheduler.now)
-        forged = RegistryAction(self.world.forged_update, head + 10).to_canonical()
+        forged = RegistryAction.of(self.world.forged_update, head + 10).to_canonical()
         return {**value, "actions": [*value["actions"], forged]}
 
     def _older_proposal(self, proposal: Proposal) -> Proposal | None:

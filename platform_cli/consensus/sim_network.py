@@ -74,7 +74,7 @@ def plan_faults(rng: random.Random, count: int, crashable: list[int]) -> FaultPl
     """A random fault schedule: loss, duplication, delays, a partition, crashes; all heal by GST."""
     if rng.random() < 0.2:
         return FaultPlan()
-    gst = rng.randrange(300, 2500)
+    gst = rng.randrange(200, 1500)
     partitions: list[Partition] = []
     if rng.random() < 0.5:
         start = rng.randrange(0, gst)

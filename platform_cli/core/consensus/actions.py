@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from platform_cli.core import envelope as env
+from platform_cli.core import registry as reg
 from platform_cli.core.consensus.entry import embed, unembed
 from platform_cli.core.consensus.validators import ValidatorSet, ValidatorSetError
 from platform_cli.core.consensus.weights import WEIGHTS, WeightsAction, WeightsError
@@ -35,19 +36,39 @@ class ActionError(ValueError):
 
 @dataclass(frozen=True)
 class RegistryAction:
-    envelope: env.Envelope
+    update: str
+    """The sudo-signed envelope, embedded (``entry.embed``)."""
     effective_block: int
 
-    @cached_property
+    @classmethod
+    def of(cls, envelope: env.Envelope, effective_block: int) -> RegistryAction:
+        return cls(embed(envelope), effective_block)
+
+    @property
+    def envelope(self) -> env.Envelope:
+        return unembed(self.update)
+
+    @property
     def update_id(self) -> str:
-        return self.envelope.message_id()
+        return _message_id(self.update)
+
+    def authorized(self, sudo: str) -> reg.RegistryUpdate:
+        """The parsed update if the sudo key signed it (``RegistryError`` otherwise)."""
+        return _authorized(self.update, sudo)
 
     def to_canonical(self) -> dict[str, Any]:
-        return {
-            "type": REGISTRY_UPDATE,
-            "update": embed(self.envelope),
-            "effective_block": self.effective_block,
-        }
+        return {"type": REGISTRY_UPDATE, "update": self.update, "effective_block": self.effective_block}
+
+
+@lru_cache(maxsize=1024)
+def _message_id(update: str) -> str:
+    return unembed(update).message_id()
+
+
+@lru_cache(maxsize=1024)
+def _authorized(update: str, sudo: str) -> reg.RegistryUpdate:
+    """Parsing a challenge spec is the costly part of checking an update: once per bytes."""
+    return reg.authorize(unembed(update), sudo)
 
 
 @dataclass(frozen=True)
@@ -68,10 +89,10 @@ def _registry(value: dict[str, Any]) -> RegistryAction:
     if isinstance(block, bool) or not isinstance(block, int) or not 0 <= block < 2**32:
         raise ActionError(f"effective_block {block!r} is not a block number")
     try:
-        envelope = unembed(value["update"])
+        unembed(value["update"])
     except env.EnvelopeError as exc:
         raise ActionError(f"the update is not a signed envelope: {exc}") from None
-    return RegistryAction(envelope, block)
+    return RegistryAction(value["update"], block)
 
 
 def _validators(value: dict[str, Any]) -> ValidatorsAction:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from platform_cli.core import canonical
@@ -41,6 +41,12 @@ def unembed(text: object) -> Envelope:
     """The envelope :func:`embed` gave; :class:`EnvelopeError` if it is not one."""
     if not isinstance(text, str):
         raise EnvelopeError("malformed", "an embedded envelope is the hex of its wire form")
+    return _unembed(text)
+
+
+@lru_cache(maxsize=4096)
+def _unembed(text: str) -> Envelope:
+    """Decoding is strict and costly; the same bytes come back at every check of a value."""
     try:
         data = bytes.fromhex(text)
     except ValueError:

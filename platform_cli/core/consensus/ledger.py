@@ -144,7 +144,7 @@ class Ledger:
                 f"effective block {action.effective_block} is before the last update's {self.last_effective_block}"
             )
         try:
-            registry = reg.apply(self.registry, action.envelope, self.genesis.sudo)
+            registry = reg.apply_update(self.registry, action.authorized(self.genesis.sudo), update_id)
         except reg.RegistryError as exc:
             raise LedgerError(f"registry update does not apply: {exc}") from None
         commit = RegistryCommit(height, action.effective_block, update_id, action, registry)

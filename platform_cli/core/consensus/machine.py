@@ -459,6 +459,7 @@ class Machine:
         self.step = Step.PROPOSE  # line 13
         self._forget_rejections()
         self._release_ahead()
+        self._timers = [t for t in self._timers if t[3] >= round_]
         if self.validators.proposer(self.height, round_) == self.me:  # line 14
             own = self._own.get((self.height, round_, Step.PROPOSE))
             if own is not None:

@@ -158,7 +158,7 @@ def _check_registry(action: RegistryAction, ledger: Ledger, view: LocalView, che
         env.verify(
             action.envelope, policy, verify_signature=checker.verify_signature, now_ms=action.envelope.ts_ms
         )
-        reg.authorize(action.envelope, ledger.genesis.sudo)
+        action.authorized(ledger.genesis.sudo)
     except (env.EnvelopeError, reg.RegistryError) as exc:
         return str(exc)
     limit = view.chain_head() + checker.rules.activation_window
@@ -213,7 +213,7 @@ def propose(ledger: Ledger, view: LocalView, checker: Checker, now_ms: int) -> d
     for envelope in view.pending_updates():
         if added >= checker.rules.max_updates:
             break
-        action = RegistryAction(envelope, effective)
+        action = RegistryAction.of(envelope, effective)
         if working.committed_update(action.update_id) or _check_registry(action, working, view, checker):
             continue
         try:
