@@ -215,3 +215,27 @@ def test_no_two_consensus_modules_import_each_other() -> None:
             }
     for a, b in combinations(graph, 2):
         assert not (b in graph[a] and a in graph[b]), f"{a} and {b} import each other"
+
+
+def test_the_documented_vectors() -> None:
+    from platform_cli.core import envelope as env
+    from platform_cli.core.consensus.entry import Entry, genesis_id
+    from platform_cli.core.consensus.messages import value_id
+    from platform_cli.core.consensus.weights import ReportSet, vector_hash
+
+    doc = (REPO / "docs" / "consensus.md").read_text()
+    first, second = (
+        "5HQjWAoZkgNeMN8yzoFNCoL3UawtRVJUJrmEWSQ9JEG8eqPu",
+        "5DMLadUXgwNw5JMd8nvGvYdRAgSexZcPiDtFMBxZu42i45FK",
+    )
+    vset = ValidatorSet.from_stakes(1000, {first: 40000, second: 25000})
+    report_set = ReportSet.of(first, 7, [("sort", second, 500_000_000)])
+    vectors = [
+        value_id(Entry(1, "00" * 32).to_canonical()),
+        vset.set_id,
+        genesis_id(env.Network(100, "platform-devnet"), vset.set_id),
+        report_set.root,
+        vector_hash(100, 0, 7, 1000, {0: 10**9}),
+    ]
+    for vector in vectors:
+        assert vector in doc

@@ -101,6 +101,8 @@ class Counters:
     delivered: int = 0
     dropped: int = 0
     duplicated: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+    """Messages sent per envelope kind (or payload type)."""
 
 
 @dataclass
@@ -115,6 +117,8 @@ class Network:
     def send(self, source: int, destination: int, payload: Any) -> None:
         now = self.scheduler.now
         self.counters.sent += 1
+        kind = getattr(payload, "kind", type(payload).__name__)
+        self.counters.by_kind[kind] = self.counters.by_kind.get(kind, 0) + 1
         stable = now >= self.plan.gst_ms
         if any(p.separates(source, destination, now) for p in self.plan.partitions) or (
             not stable and self.rng.random() < self.plan.drop
