@@ -58,6 +58,13 @@ def tampered(simulated: Path, tmp_path: Path, change) -> Path:
     return path
 
 
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
 def flip_signature(doc) -> None:
     signature = doc["precommits"][1]["signature"]
     doc["precommits"][1]["signature"] = ("0" if signature[0] != "0" else "1") + signature[1:]
@@ -76,6 +83,8 @@ def flip_signature(doc) -> None:
         (lambda d: d["precommits"].append(d["precommits"][0]), "the signer appears twice"),
         (lambda d: d.update(set_id="00" * 32), "was signed under validator set 0000000000000000"),
         (lambda d: d.pop("round"), "missing 'round'"),
+        (lambda d: d.update(value=nested(40)), "the value is not canonical"),
+        (lambda d: d["network"].update(netuid="100"), "netuid must be an integer"),
     ],
 )
 def test_a_damaged_certificate_fails_with_exactly_what_is_wrong(
@@ -126,6 +135,20 @@ def test_a_certificate_of_another_network_is_refused(run, simulated: Path, tmp_p
 def test_simulate_refuses_impossible_schedules_in_one_line(run, args, message) -> None:
     result = run("consensus", "simulate", *args)
     assert result.exit_code == 2 and message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_a_malformed_validator_set_file_is_refused_in_one_line(run, simulated: Path, tmp_path: Path) -> None:
+    doc = json.loads((simulated / "validators.json").read_text())
+    doc["validators"][0]["stake"] = "1"
+    bad = tmp_path / "set.json"
+    bad.write_text(json.dumps(doc))
+    result = run("consensus", "verify", str(simulated / "certificates" / "1.json"), "--snapshot", str(bad))
+    assert "validator 0 needs a string hotkey and an integer stake" in one_error(result)
+    doc["validators"][0]["stake"] = 0
+    doc["validators"] = doc["validators"][:1]
+    bad.write_text(json.dumps(doc))
+    result = run("consensus", "verify", str(simulated / "certificates" / "1.json"), "--snapshot", str(bad))
+    assert "the validator set is empty" in one_error(result)
 
 
 def test_verify_refuses_unreadable_input_in_one_line(run, tmp_path: Path) -> None:

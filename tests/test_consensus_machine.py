@@ -281,3 +281,9 @@ def test_an_idle_validator_starts_a_height_when_a_member_speaks() -> None:
     assert m.start(0) == [] and not m.started
     m.receive(prevote(K[2], 1, 0, VSET, None), 10)
     assert m.started and m.round == 0
+    status = m.status()
+    assert (
+        status["step"] == "propose"
+        and status["proposer"] == PROPOSER.ss58
+        and status["set_id"] == VSET.set_id
+    )

@@ -57,12 +57,16 @@ def load_validator_set(path: Path | str) -> tuple[env.Network, ValidatorSet]:
         isinstance(m, dict) and set(m) == {"hotkey", "stake"} for m in members
     ):
         raise PlatformError(f"{path}: validators must be a list of objects with 'hotkey' and 'stake'")
+    for index, member in enumerate(members):
+        stake = member["stake"]
+        if not isinstance(member["hotkey"], str) or isinstance(stake, bool) or not isinstance(stake, int):
+            raise PlatformError(f"{path}: validator {index} needs a string hotkey and an integer stake")
     hotkeys = [m["hotkey"] for m in members]
-    if len(hotkeys) != len(set(map(str, hotkeys))):
+    if len(hotkeys) != len(set(hotkeys)):
         raise PlatformError(f"{path}: a validator is listed twice")
     try:
         validators = ValidatorSet.from_stakes(doc["block"], {m["hotkey"]: m["stake"] for m in members})
-    except (ValidatorSetError, TypeError) as exc:
+    except ValidatorSetError as exc:
         raise PlatformError(f"{path}: {exc}") from None
     return env.Network(network["netuid"], network["genesis"]), validators
 

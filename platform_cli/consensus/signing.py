@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from platform_cli.core import canonical
 from platform_cli.core import envelope as env
 from platform_cli.core.consensus import guard
-from platform_cli.core.consensus.messages import Slot, parse
+from platform_cli.core.consensus.messages import Slot
 from platform_cli.core.consensus.ports import ResumeState
 
 log = logging.getLogger("platform.consensus")
@@ -129,7 +129,3 @@ class GuardedSigner:
             log.warning("consensus.guard_refused key=%s reason=%s", key, decision.reason)
             return None
         return decision.envelope
-
-
-def slot_of(envelope: env.Envelope) -> Slot:
-    return parse(envelope.kind, envelope.body).slot

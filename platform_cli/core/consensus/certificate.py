@@ -202,10 +202,15 @@ def verify(
             f"the certificate was signed under validator set {cert.set_id[:16]}… (block {cert.set_block}); "
             f"the given set is {validators.set_id[:16]}… (block {validators.block})"
         )
-    if value is not None and value_id(value) != cert.value_id:
-        raise CertificateError(
-            f"the value's id is {value_id(value)[:16]}…, the certificate decides {cert.value_id[:16]}…"
-        )
+    if value is not None:
+        try:
+            decided = value_id(value)
+        except canonical.CanonicalError as exc:
+            raise CertificateError(f"the value is not canonical: {exc}") from None
+        if decided != cert.value_id:
+            raise CertificateError(
+                f"the value's id is {decided[:16]}…, the certificate decides {cert.value_id[:16]}…"
+            )
     seen: set[str] = set()
     expected = Vote(Step.PRECOMMIT, cert.height, cert.round, cert.set_id, cert.value_id)
     for index, envelope in enumerate(cert.precommits):

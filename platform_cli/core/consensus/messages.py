@@ -33,7 +33,6 @@ PREVOTE = "consensus.prevote"
 PRECOMMIT = "consensus.precommit"
 BUNDLE = "consensus.bundle"
 EVIDENCE = "consensus.evidence"
-VOTE_KINDS = frozenset({PREVOTE, PRECOMMIT})
 ROUND_KINDS = frozenset({PROPOSAL, PREVOTE, PRECOMMIT})
 KINDS = ROUND_KINDS | {BUNDLE, EVIDENCE}
 """Every kind the ``consensus`` gossip topic carries."""
