@@ -131,7 +131,7 @@
         pytest = import ./nix/checks.nix {
           pkgs = nixpkgs.legacyPackages.${system};
           venv = pythonSets.${system}.mkVirtualEnv "platform-cli-test-env" workspace.deps.all;
-          src = ./.;
+          src = self;
         };
       });
     };
