@@ -395,13 +395,6 @@ def test_overrides_cover_exactly_the_packages_that_need_them(
     assert {table: set(names) for table, names in overrides.items()} == needed
 
 
-def test_overrides_as_the_field_notes_found_them(overrides: dict[str, list[str]]) -> None:
-    assert overrides == {
-        "manylinuxWheels": ["wasmtime"],
-        "sdists": ["fastecdsa", "python-baseconv", "varint"],
-    }
-
-
 def test_every_sdist_override_names_its_build_system() -> None:
     build_systems = nix_eval(
         "builtins.mapAttrs (_: sdist: sdist.buildSystem) (import ./nix/overrides.nix).sdists"
