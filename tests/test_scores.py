@@ -44,7 +44,7 @@ def validator(data_dir: Path, wallet_hotkey: str, chain_db: Path) -> None:
     cli_in(data_dir, *import_args("validator", wallet_hotkey))
     update_id = cli_in(data_dir, "registry", "propose", str(PREDICT / "update.json"))["update_id"]
     with open_state(data_dir) as state:
-        reg.commit_update(state, load_config(data_dir), update_id)
+        reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
     cli_in(data_dir, "chain", "sync")
 
 
