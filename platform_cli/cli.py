@@ -39,6 +39,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "weights",
         "Aggregate scores into weights; show, submit, history.",
     ),
+    "scores": (
+        "platform_cli.commands.scores",
+        "scores",
+        "Score reports: counted for an epoch, or refused with the reason.",
+    ),
 }
 
 

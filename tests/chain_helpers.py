@@ -98,5 +98,5 @@ def activate_challenge(
     ok(run("registry", "sign", str(toml), "--key", "sudo", "--action", "add", "-o", str(signed)))
     update_id = as_json(run("--json", "registry", "propose", str(signed)))["update_id"]
     with open_state(data_dir) as state:
-        reg.commit_update(state, load_config(data_dir), update_id)
+        reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
     return "hello"

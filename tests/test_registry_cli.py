@@ -157,7 +157,7 @@ def test_propose_list_show_and_commit(run: Run, signed: Path, data_dir: Path) ->
     assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["draft"]
 
     with open_state(data_dir) as state:
-        reg.commit_update(state, load_config(data_dir), update_id)
+        reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
         module = state.execute("SELECT content FROM modules").fetchone()[0]
     assert (
         hashlib.sha256(module).hexdigest()
@@ -189,7 +189,9 @@ def test_lifecycle_through_signed_updates(
         result = run("--json", "registry", "propose", str(out))
         assert result.exit_code == 0, result.stderr
         with open_state(data_dir) as state:
-            reg.commit_update(state, load_config(data_dir), json.loads(result.stdout)["update_id"])
+            reg.commit_update(
+                state, load_config(data_dir), json.loads(result.stdout)["update_id"], effective_block=0
+            )
         ids.append(json.loads(result.stdout)["update_id"])
     shown = json.loads(run("--json", "registry", "show", "hello").stdout)
     assert shown["state"] == "retired"
@@ -284,7 +286,7 @@ def test_a_rejected_proposal_leaves_no_draft_behind(
         ids.append(json.loads(run("--json", "registry", "propose", str(out)).stdout)["update_id"])
     with open_state(data_dir) as state:
         for update_id in ids:
-            reg.commit_update(state, load_config(data_dir), update_id)
+            reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
         status = dict(state.execute("SELECT version, status FROM registry_updates").fetchall())
     assert status == {"1.0.0": "applied", "2.0.0": "rejected"}
     listed = [json.loads(line) for line in run("--json", "registry", "list").stdout.splitlines()]

@@ -10,7 +10,6 @@ import pytest
 
 from platform_cli.chain.devchain import DevChain
 from platform_cli.core.aggregation import ScoreReport
-from platform_cli.scores import record_reports
 from platform_cli.state import open_state
 from platform_cli.state.audit import entries as audit_entries
 from tests.chain_helpers import (
@@ -24,6 +23,7 @@ from tests.chain_helpers import (
     sdk_read,
     uid,
 )
+from tests.score_helpers import record_bound
 
 HONEST = {"miner-00": 600, "miner-01": 300, "miner-02": 100}
 # 0.8 of the emission split 6:3:1, 0.2 burned to the owner (uid 0), then four one-in-65535
@@ -54,7 +54,7 @@ def network(run: Run, data_dir: Path, challenge_dir: Path) -> int:
         ScoreReport(hotkey("validator-4"), "hello", hotkey("miner-35"), 10**9),
     ]
     with open_state(data_dir) as state:
-        record_reports(state, epoch, reports)
+        record_bound(state, epoch, reports)
     return epoch
 
 
@@ -188,7 +188,7 @@ def test_a_submitted_vector_is_never_replaced(run: Run, data_dir: Path, network:
     submitted = as_json(run("--json", "weights", "submit"))
     with open_state(data_dir) as state:  # a late report would change the epoch's vector
         late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-03"), 10**9) for i in range(4)]
-        record_reports(state, network, late)
+        record_bound(state, network, late)
     again = run("weights", "compute")
     assert again.exit_code == 1
     assert f"epoch {network}'s vector {submitted['vector_hash'][:16]}" in again.stderr

@@ -105,3 +105,17 @@ def list_(app: AppContext, lifecycle: str | None) -> None:
 def show(app: AppContext, challenge_id: str, version: str | None) -> None:
     """Show a challenge version's metadata."""
     output.record(reg.show_version(app.state, challenge_id, version), as_json=app.json)
+
+
+@registry.command("history")
+@click.argument("challenge_id", required=False)
+@pass_app
+def history(app: AppContext, challenge_id: str | None) -> None:
+    """Committed changes in commit order, each with the block it takes effect from."""
+    rows = reg.history(app.state, challenge_id)
+    output.table(
+        rows,
+        ("seq", "id", "version", "previous", "state", "effective_block"),
+        as_json=app.json,
+        empty="no committed changes",
+    )
