@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from platform_cli.config import DEVNET_SUDO
+
 Run = Callable[..., Result]
 
 
@@ -106,7 +108,7 @@ def test_sudo_override_on_the_command_line(run: Run, challenge_dir: Path, tmp_pa
 
 def test_replayed_with_another_netuid(run: Run, signed: Path, data_dir: Path) -> None:
     """Relabelled for subnet 7 and shown to a subnet-7 node: the signature breaks."""
-    (data_dir / "platform.toml").write_text("[network]\nnetuid = 7\n")
+    (data_dir / "platform.toml").write_text(f'[network]\nnetuid = 7\nsudo = "{DEVNET_SUDO}"\n')
     doc = json.loads(signed.read_text())
     doc["envelope"]["netuid"] = 7
     signed.write_text(json.dumps(doc))
@@ -114,7 +116,7 @@ def test_replayed_with_another_netuid(run: Run, signed: Path, data_dir: Path) ->
 
 
 def test_update_for_another_network_is_refused(run: Run, signed: Path, data_dir: Path) -> None:
-    (data_dir / "platform.toml").write_text("[network]\nnetuid = 7\n")
+    (data_dir / "platform.toml").write_text(f'[network]\nnetuid = 7\nsudo = "{DEVNET_SUDO}"\n')
     refused(verify(run, signed), "signed for netuid 100 .* this network is netuid 7")
 
 

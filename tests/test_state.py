@@ -35,7 +35,9 @@ def test_corrupt_database_is_a_clear_error(data_dir: Path) -> None:
 
     data_dir.mkdir(parents=True)
     (data_dir / "state.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(PlatformError, match=r"state\.db is unusable"):
+    with pytest.raises(
+        PlatformError, match=r"the database .*state\.db is damaged \(file is not a database\)"
+    ):
         open_state(data_dir)
 
 
