@@ -127,7 +127,7 @@ def _report(
         click.echo(f"error: {exc}", err=True)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("platform", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
     type=DIRECTORY,
@@ -143,7 +143,7 @@ def _report(
     help="TOML config [default: platform.toml in the data dir].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines for lists).")
-@click.option("-v", "--verbose", count=True, help="More logging; -vv for debug.")
+@click.option("-v", "--verbose", count=True, help="Log lines on stderr: -v info, -vv debug.")
 @click.version_option(__version__, prog_name="platform")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: bool, verbose: int) -> None:
@@ -152,9 +152,11 @@ def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: b
 
     from platform_cli.context import AppContext
 
-    level = logging.WARNING - 10 * verbose
+    # One-shot commands say what went wrong in one 'error:' line; log lines are for -v
+    # (-v info, -vv debug). Long-running services raise this to warnings (AppContext.serving).
+    level = (logging.CRITICAL + 1, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(
-        level=max(level, logging.DEBUG),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )

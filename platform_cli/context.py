@@ -53,6 +53,13 @@ class AppContext:
         load_settings(config)
         default_jobs(config)
 
+    def serving(self) -> None:
+        """A long-running service logs its warnings even without -v: nobody reruns it with -v."""
+        if not self.verbose:
+            import logging
+
+            logging.getLogger().setLevel(logging.WARNING)
+
     def close(self) -> None:
         for state in self._states:
             state.close()

@@ -43,7 +43,9 @@ def storage_error(exc: BaseException, data_dir: object, database: object = None)
         db = f"the database {database}" if database else f"a database in {data_dir}"
         if name.startswith("SQLITE_READONLY") or "readonly database" in text:
             return PlatformError(f"the data dir {data_dir} is read-only: {db} cannot be written ({text})")
-        if name == "SQLITE_FULL" or "database or disk is full" in text:
+        if name == "SQLITE_FULL" or "database or disk is full" in text or (
+            (name.startswith("SQLITE_IOERR") or "disk I/O error" in text) and _disk_full(data_dir)
+        ):
             return PlatformError(f"the disk is full: {db} cannot grow ({text})")
         if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
             return PlatformError(f"cannot write {db}: {text}{_io_hint()}")
@@ -76,6 +78,17 @@ def storage_error(exc: BaseException, data_dir: object, database: object = None)
     return None
 
 
+def _disk_full(data_dir: object) -> bool:
+    """SQLite reports a full disk as an I/O error when the WAL index cannot grow: look."""
+    import os
+
+    try:
+        info = os.statvfs(str(data_dir))
+    except (OSError, ValueError):
+        return False
+    return info.f_bavail * info.f_frsize < 64 * 1024
+
+
 def _io_hint() -> str:
     """SQLite reports a file size limit as a plain I/O error: name the limit when one is set."""
     import resource
@@ -83,7 +96,7 @@ def _io_hint() -> str:
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY:
         return f" (this process may write files of at most {soft} bytes: ulimit -f)"
-    return " (a full disk or failing storage)"
+    return " (failing storage?)"
 
 
 def _within(filename: object, data_dir: object) -> bool:

@@ -216,7 +216,10 @@ class KeyStore:
         """Create ``path`` (in the directory ``root``) holding ``document``, never replacing a file."""
         tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o600, dir_fd=root)
+        try:
+            fd = os.open(tmp, flags, 0o600, dir_fd=root)
+        except OSError as exc:  # name the directory, not a path relative to its descriptor
+            raise OSError(exc.errno, exc.strerror, str(self.root)) from None
         try:
             try:
                 with os.fdopen(fd, "wb", closefd=False) as handle:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
 
 HUGE_BYTES = 100 * 1024 * 1024
 FILE_KINDS = ("fifo", "dev-zero", "huge", "directory", "dangling")
@@ -55,3 +63,34 @@ def fingerprint(data_dir: Path) -> dict[str, object]:
     finally:
         conn.close()
     return {**keys, "counts": counts, "audit_head": head, "own_sequences": own}
+
+
+def platform(
+    data_dir: Path, *args: str, prefix: tuple[str, ...] = (), **kwargs: object
+) -> subprocess.CompletedProcess[str]:
+    """Run ``platform --data-dir DATA_DIR ARGS`` as its own process (``prefix`` wraps it)."""
+    argv = [*prefix, sys.executable, "-m", "platform_cli", "--data-dir", str(data_dir), *args]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300, check=False, **kwargs)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], pattern: str) -> str:
+    """Assert exit 1 and exactly one ``error:`` line on stderr matching ``pattern``."""
+    lines = result.stderr.splitlines()
+    assert result.returncode == 1, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
+
+
+def without_write_access() -> tuple[str, ...]:
+    """A prefix that runs a command as a user without write access to files it does not own.
+
+    As root (these machines) that is root without CAP_DAC_OVERRIDE: the permission bits
+    apply to it as to anyone. As another user, no prefix is needed.
+    """
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot drop the right to write anywhere")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--")

@@ -48,6 +48,7 @@ def run(app: AppContext, listen: tuple[str, ...], bootstrap: tuple[str, ...], ke
         raise PlatformError(f"a node is already running on {app.data_dir} (pid {running.pid})")
     from platform_cli.p2p.node import run_forever
 
+    app.serving()
     run_forever(app.data_dir, settings, app.config.network)
 
 

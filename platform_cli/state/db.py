@@ -60,9 +60,9 @@ class State:
 def open_state(data_dir: Path, *, readonly: bool = False, full_check: bool = False) -> State:
     """Open (creating if needed) the state under ``data_dir`` and bring its schema up to date.
 
-    Refuses, with what to do, a database that is damaged (SQLite's checks of the
-    critical tables; of everything with ``full_check``) and one that is missing, empty or
-    another state where ``state.id`` shows this data dir held a state before.
+    Refuses, with what to do, a database that is damaged (``integrity.on_open_check``;
+    everything with ``full_check``) and one that is missing, empty or another state where
+    ``state.id`` shows this data dir held a state before.
     """
     data_dir = Path(data_dir)
     path = data_dir / DB_FILENAME
@@ -108,7 +108,11 @@ def _prepare(
         conn.execute("PRAGMA foreign_keys=ON")
         if pending(conn):
             migrate(state.db)
-    problems = integrity.full_check(conn) if full_check else integrity.quick_check(conn)
+    if full_check:
+        problems = integrity.full_check(conn)
+    else:
+        size = _size(state.path) + _size(Path(f"{state.path}-wal"))
+        problems = integrity.on_open_check(conn, size)
     if problems:
         raise StateDamaged(
             f"the state database {state.path} is damaged ({problems[0]}): "
@@ -136,6 +140,13 @@ def state_identity(state: State) -> marker.Marker | None:
     if "state_id" not in values:
         return None
     return marker.Marker(values["state_id"], int(values.get("created_ms", 0)))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _lost(path: Path, previous: marker.Marker, what: str) -> str:
