@@ -7,6 +7,9 @@ non-zero. Any other exception is a bug and is reported as such.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class PlatformError(Exception):
     """A user-facing error: bad input, missing file, refused operation."""
@@ -35,16 +38,16 @@ def storage_error(exc: BaseException, data_dir: object, database: object = None)
     to fix, not a bug: say which, in one line. Anything else stays an internal error.
     ``database`` names the SQLite file when the caller knows it.
     """
-    import errno
-
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
     if type(exc).__module__ == "sqlite3":
         db = f"the database {database}" if database else f"a database in {data_dir}"
         if name.startswith("SQLITE_READONLY") or "readonly database" in text:
             return PlatformError(f"the data dir {data_dir} is read-only: {db} cannot be written ({text})")
-        if name == "SQLITE_FULL" or "database or disk is full" in text or (
-            (name.startswith("SQLITE_IOERR") or "disk I/O error" in text) and _disk_full(data_dir)
+        if (
+            name == "SQLITE_FULL"
+            or "database or disk is full" in text
+            or ((name.startswith("SQLITE_IOERR") or "disk I/O error" in text) and _disk_full(data_dir))
         ):
             return PlatformError(f"the disk is full: {db} cannot grow ({text})")
         if name.startswith("SQLITE_IOERR") or "disk I/O error" in text:
@@ -55,8 +58,6 @@ def storage_error(exc: BaseException, data_dir: object, database: object = None)
                 "restore a backup ('platform state backup')"
             )
         if name.startswith("SQLITE_CANTOPEN") or "unable to open database" in text:
-            import os
-
             if not os.access(str(data_dir), os.W_OK):
                 return PlatformError(f"the data dir {data_dir} is read-only: {db} cannot be opened ({text})")
             return PlatformError(f"cannot open {db}: {text}")
@@ -80,8 +81,6 @@ def storage_error(exc: BaseException, data_dir: object, database: object = None)
 
 def _disk_full(data_dir: object) -> bool:
     """SQLite reports a full disk as an I/O error when the WAL index cannot grow: look."""
-    import os
-
     try:
         info = os.statvfs(str(data_dir))
     except (OSError, ValueError):
@@ -100,8 +99,6 @@ def _io_hint() -> str:
 
 
 def _within(filename: object, data_dir: object) -> bool:
-    import os
-
     if not isinstance(filename, (str, bytes, os.PathLike)):
         return False
     path, root = os.path.abspath(os.fsdecode(filename)), os.path.abspath(os.fsdecode(str(data_dir)))

@@ -177,9 +177,7 @@ class KeyStore:
                 keypair = keyfile.get_keypair()
             else:
                 keypair = bittensor_core.deserialize_keypair_from_keyfile_data(data)
-        except PlatformError as exc:
-            raise PlatformError(f"cannot read {where}: {exc}") from None
-        except Exception as exc:  # the SDK raises several types for a bad file or password
+        except Exception as exc:  # ours for a bad file; the SDK's several types for a bad key or password
             raise PlatformError(f"cannot read {where}: {exc}") from None
         scheme = "ed25519" if keypair.crypto_type == bittensor_core.CRYPTO_ED25519 else "sr25519"
         if scheme == "ed25519":
@@ -197,8 +195,7 @@ class KeyStore:
     ) -> PublicIdentity:
         path = self.path(identity.name)
         document = json.dumps({**identity.to_json(), "secret": secret}, indent=2).encode()
-        root = self._open_root(create=True)
-        assert root is not None
+        root = self._create_root()
         try:
             self._link_new(root, path, document)
             try:
@@ -235,12 +232,18 @@ class KeyStore:
             os.unlink(tmp, dir_fd=root)
         os.fsync(root)
 
-    def _open_root(self, *, create: bool) -> int | None:
+    def _create_root(self) -> int:
+        """A descriptor of ``keys/``, created (mode 0700) if absent; checked as :meth:`_open_root`."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root, 0o700)
+        root = self._open_root()
+        if root is None:
+            raise PlatformError(f"keys directory {self.root} vanished while it was being created")
+        return root
+
+    def _open_root(self) -> int | None:
         """A descriptor of ``keys/`` (``None`` if absent), refusing what ssh refuses for ``~/.ssh``."""
-        if create:
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(self.root, 0o700)
         try:
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -266,7 +269,7 @@ class KeyStore:
 
     def _read(self, name: str, *, secret: bool = False) -> dict[str, Any]:
         path = self.path(name)
-        root = self._open_root(create=False)
+        root = self._open_root()
         if root is None:
             raise PlatformError(f"no key named {name!r} (looked for {path}); see 'platform keys list'")
         try:
@@ -302,16 +305,9 @@ class KeyStore:
         doc = self._read(name)
         return PublicIdentity(name, doc["scheme"], doc["ss58"], doc.get("source", ""))
 
-    def list(self) -> list[PublicIdentity]:
-        """Every key; raises on the first broken one (see :meth:`scan` to list around them)."""
-        found, broken = self.scan()
-        if broken:
-            raise broken[0][1]
-        return found
-
     def scan(self) -> tuple[list[PublicIdentity], list[tuple[str, PlatformError]]]:
         """The healthy keys, and each broken key file's name with what is wrong with it."""
-        root = self._open_root(create=False)
+        root = self._open_root()
         if root is None:
             return [], []
         try:

@@ -142,6 +142,12 @@ ROWS = [
         ALL_KINDS,
     ),
     Row(
+        "key file: weights submit --key",
+        key_file,
+        lambda p: ["weights", "submit", "--dry-run", "--key", "hostile"],
+        ALL_KINDS,
+    ),
+    Row(
         "wallet hotkey: keys import",
         hotkey_file,
         lambda p: [

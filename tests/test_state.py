@@ -190,7 +190,12 @@ def test_a_wiped_state_is_refused_not_taken_for_a_new_one(run, data_dir: Path, h
         db.write_bytes(b"")
     else:
         db.unlink()
-    for args in (("registry", "propose", str(UPDATE)), ("audit", "log"), ("keys", "new", "--name", "x")):
+    for args in (
+        ("registry", "propose", str(UPDATE)),
+        ("registry", "verify", str(UPDATE)),
+        ("audit", "log"),
+        ("keys", "new", "--name", "x"),
+    ):
         line = one_line(run(*args), f"state database {db} is (empty|missing), but this data dir held state")
         assert "restore it from a backup" in line and "remove" in line
     assert (db.stat().st_size if db.exists() else 0) == 0

@@ -14,7 +14,7 @@ from platform_cli.commands.trust import trusted_sudo
 from platform_cli.context import AppContext
 from platform_cli.core.registry import Action, Lifecycle
 from platform_cli.errors import PlatformError
-from platform_cli.state.db import DB_FILENAME
+from platform_cli.state.db import state_exists
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -69,7 +69,7 @@ def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
     'platform chain sync' it also says whether that key is the subnet owner's hotkey.
     """
     update = reg.load_update(update_json)
-    state = app.state if (app.data_dir / DB_FILENAME).exists() else None
+    state = app.state if state_exists(app.data_dir) else None  # verify needs no state; a wiped one is refused
     network = app.config.network
     if sudo is not None:
         from dataclasses import replace

@@ -57,6 +57,11 @@ class State:
         self.close()
 
 
+def state_exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a state, or held one (its ``state.id`` remains)."""
+    return (Path(data_dir) / DB_FILENAME).exists() or marker.marker_path(data_dir).exists()
+
+
 def open_state(data_dir: Path, *, readonly: bool = False, full_check: bool = False) -> State:
     """Open (creating if needed) the state under ``data_dir`` and bring its schema up to date.
 
