@@ -232,7 +232,7 @@ def test_list_shows_the_healthy_keys_and_flags_the_broken_ones(run, data_dir: Pa
     assert "PROBLEM" in table.stdout.splitlines()[0] and table.exit_code == 1
 
 
-@pytest.mark.parametrize("command", ["registry sign", "eval publish"])
+@pytest.mark.parametrize("command", ["registry sign", "eval publish", "weights submit"])
 def test_a_truncated_sr25519_secret_is_one_clear_error(run, data_dir: Path, command: str) -> None:
     assert run("keys", "new", "--name", "v1").exit_code == 0
     key_file = data_dir / "keys" / "v1.json"
@@ -248,6 +248,7 @@ def test_a_truncated_sr25519_secret_is_one_clear_error(run, data_dir: Path, comm
             "add",
         ),
         "eval publish": ("eval", "publish", "1"),
+        "weights submit": ("weights", "submit", "--dry-run"),
     }[command]
     result = run(*args, "--key", "v1")
     assert result.exit_code == 1

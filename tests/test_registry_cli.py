@@ -393,3 +393,16 @@ def test_the_largest_version_numbers_still_sign(
         sign(run, toml, tmp_path / "u.json")["envelope"]["body"]["challenge"]["version"]
         == "9007199254740991.0.0"
     )
+
+
+def test_a_nul_byte_in_the_module_path_is_one_clear_error(
+    run: Run, sudo_key: str, challenge_dir: Path, data_dir: Path
+) -> None:
+    toml = challenge_dir / "challenge.toml"
+    toml.write_text(toml.read_text().replace('path = "hello.wasm"', 'path = "hello\\u0000.wasm"'))
+    before = _ledger(data_dir)
+    refused(
+        run("registry", "sign", str(toml), "--key", "sudo", "--action", "add"),
+        r"module\.path 'hello\\x00\.wasm' contains a NUL byte",
+    )
+    assert _ledger(data_dir) == before

@@ -372,3 +372,17 @@ def test_state_check_on_a_healthy_state(run, data_dir: Path) -> None:
     assert set(rows) == {"marker", "integrity", "schema", "identity", "audit"}
     assert all(row["result"] == "ok" for row in rows.values())
     assert rows["audit"]["detail"] == "1 entries chained"
+
+
+def test_a_node_does_not_start_on_a_large_damaged_state(run, data_dir: Path) -> None:
+    """Over 16 MiB, opening checks only the critical tables; a node checks the whole file first."""
+    _busy_state(data_dir)
+    with open_state(data_dir) as state:
+        state.execute("INSERT INTO modules VALUES ('padding', ?, zeroblob(?))", [17 << 20, 17 << 20])
+        leaf = state.execute("SELECT rootpage FROM sqlite_master WHERE name = 'audit_log'").fetchone()[0]
+        page_size = state.execute("PRAGMA page_size").fetchone()[0]
+        state.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _damage(data_dir / "state.db", (leaf - 1) * page_size, page_size)
+    assert run("registry", "list").exit_code == 0  # the documented limit: this open does not look there
+    one_line(run("peer", "run", "--listen", "/ip4/127.0.0.1/tcp/0"), "is damaged")
+    one_line(run("audit", "verify"), "is damaged")

@@ -42,7 +42,7 @@ def run(app: AppContext, listen: tuple[str, ...], bootstrap: tuple[str, ...], ke
     from platform_cli.state import integrity
 
     trusted_sudo(app.config.network, app.state, required=True)
-    integrity.require_intact(app.state.conn, app.state.path)
+    integrity.require_intact(app.state.conn, app.state.path, quick=True)
     running = store.running_node(app.state)
     if running is not None:
         raise PlatformError(f"a node is already running on {app.data_dir} (pid {running.pid})")
