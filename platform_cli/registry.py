@@ -17,13 +17,14 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from platform_cli import files
 from platform_cli.clock import now_ms
-from platform_cli.config import Config, read_toml
+from platform_cli.config import Config
 from platform_cli.core import envelope as env
 from platform_cli.core import registry as core
 from platform_cli.core.challenge import (
@@ -60,11 +61,12 @@ class SignedUpdate:
 def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
     """Read ``challenge.toml`` and its module; the module must match the declared sha256."""
     try:
-        spec = parse_spec(read_toml(toml_path))
+        spec = parse_spec(files.read_toml(toml_path, "challenge file"))
     except SpecError as exc:
         raise PlatformError(f"{toml_path}: {exc}") from None
     module_path = files.inside(toml_path.parent, spec.module_path, f"{toml_path}: module.path")
-    module = files.read_limited(module_path, MAX_MODULE_BYTES, "module")
+    written = toml_path.parent / spec.module_path  # errors name the path as the file gives it
+    module = files.read_regular(module_path, MAX_MODULE_BYTES, "module", shown=written)[0]
     actual = hashlib.sha256(module).hexdigest()
     if actual != spec.module_sha256:
         raise PlatformError(
@@ -73,7 +75,20 @@ def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
     return spec, module
 
 
-def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, action: str) -> SignedUpdate:
+def sign_update(
+    state: State,
+    config: Config,
+    toml_path: Path,
+    signer: Signer,
+    action: str,
+    emit: Callable[[SignedUpdate], None] = lambda update: None,
+) -> SignedUpdate:
+    """Sign an update; ``emit`` writes it out before the signing is recorded in the audit log.
+
+    The sequence number is reserved (and committed) before the signature exists, so it is
+    never used twice even if the process dies; the audit entry is written only once
+    ``emit`` returned, so a failed output records nothing.
+    """
     spec, module = load_challenge(toml_path)
     kind = core.Action(action)
     now = now_ms()
@@ -88,13 +103,15 @@ def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, a
         body={"action": kind.value, "challenge": spec.to_canonical()},
         sign=signer.sign,
     )
+    update = SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
+    emit(update)
     audit.append(
         state,
         signer.ss58,
         "registry.sign",
         {"challenge": spec.id, "version": spec.version, "action": kind.value, "seq": seq},
     )
-    return SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
+    return update
 
 
 UPDATE_FILE_MAX_BYTES = UPDATE_MAX_BYTES + MAX_MODULE_BYTES * 4 // 3 + 1024

@@ -63,7 +63,10 @@ def status(app: AppContext, offline: bool) -> None:
                 return await client.block()
 
         head = run(read_head())
-    output.record(sync.status(app.state, app.config.network.netuid, head, settings.network), as_json=app.json)
+    from platform_cli.commands.trust import trusted_sudo
+
+    info = sync.status(app.state, app.config.network.netuid, head, settings.network)
+    output.record({**info, **trusted_sudo(app.config.network, app.state)}, as_json=app.json)
 
 
 @chain.group("dev")

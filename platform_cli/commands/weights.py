@@ -129,6 +129,7 @@ def run_(app: AppContext, key_name: str | None) -> None:
 
     settings = _settings(app)
     signer = KeyStore(app.data_dir).signer(key_name or settings.hotkey)
+    app.serving()
     serve(app.state, chain_settings(app.config, app.data_dir), settings, signer, app.config.network.netuid)
 
 

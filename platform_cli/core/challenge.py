@@ -24,6 +24,9 @@ _SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
 )
+MAX_VERSION_CHARS = 64
+MAX_VERSION_NUMBER = 2**53 - 1
+"""Version numbers every client parses exactly (JavaScript's safe integers, as npm's semver)."""
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
@@ -48,9 +51,16 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
-        match = _SEMVER_RE.fullmatch(text) if isinstance(text, str) else None
+        match = (
+            _SEMVER_RE.fullmatch(text) if isinstance(text, str) and len(text) <= MAX_VERSION_CHARS else None
+        )
         if not match:
-            raise SpecError(f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+            raise SpecError(
+                f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH, at most {MAX_VERSION_CHARS} characters)"
+            )
+        numbers = [*match.group(1, 2, 3), *(p for p in (match.group(4) or "").split(".") if p.isdigit())]
+        if any(int(number) > MAX_VERSION_NUMBER for number in numbers):
+            raise SpecError(f"version {text!r} has a number above {MAX_VERSION_NUMBER}")
         pre: tuple[tuple[int, int | str], ...] = ()
         if match.group(4):
             pre = tuple((0, int(part)) if part.isdigit() else (1, part) for part in match.group(4).split("."))
