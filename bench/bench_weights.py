@@ -14,10 +14,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from platform_cli.core.aggregation import ChallengeShare, ScoreReport, aggregate, to_u16
+from platform_cli.core import weightrules
+from platform_cli.core.aggregation import (
+    AggregationError,
+    ChallengeShare,
+    ScoreReport,
+    _clipped_target,
+    aggregate,
+    required_sum,
+    to_u16,
+)
 
 VALIDATORS, MINERS, CHALLENGES, UIDS = 64, 256, 4, 256
 TARGET_MS = 100.0
+U16_CASES = 10_000
 
 
 def timed(fn: Callable[[], object], repeat: int) -> float:
@@ -53,6 +63,52 @@ def bench_aggregation() -> None:
         f"aggregation {VALIDATORS} validators x {MINERS} miners x {CHALLENGES} challenges "
         f"({len(reports)} reports): {ms:.1f} ms median of 5 ({per_report_us:.2f} us/report); "
         f"target {TARGET_MS:.0f} ms -> {ms / TARGET_MS:.2f}x of budget"
+    )
+
+
+def _accepted(vector: dict[int, int], limit: int) -> bool:
+    uids = sorted(vector)
+    stored = weightrules.max_upscale([vector[u] for u in uids])
+    return weightrules.max_weight_limited(None, uids, stored, limit)
+
+
+def bench_u16() -> None:
+    """The u16 conversion on random capped vectors: refusals and the share error it costs."""
+    from bittensor.intents import weights as sdk
+
+    rng = random.Random(11)
+    satisfiable = sdk_refused = ours_refused = adjusted = 0
+    errors: list[float] = []
+    adjusted_errors: list[float] = []
+    started = time.perf_counter()
+    while satisfiable < U16_CASES:
+        n = rng.randint(2, 64)
+        weights = {uid: int(10 ** rng.uniform(0, 9)) for uid in range(n)}
+        limit = rng.randint(1, 65534)
+        try:
+            ours = to_u16(weights, limit)
+        except AggregationError:
+            continue  # fewer than 65535/limit uids: no vector is accepted, refused before sending
+        satisfiable += 1
+        ours_refused += not _accepted(ours, limit)
+        floats = sdk.clip_to_max_weight([float(weights[u]) for u in range(n)], limit / 65535)
+        sdk_refused += not _accepted(dict(zip(*sdk.normalize(list(range(n)), floats), strict=True)), limit)
+        target = _clipped_target(sorted(weights.items()), limit)
+        distance = [abs(float(ours.get(u, 0) - x)) for u, x in target.items()]
+        errors += distance
+        if sum(round(x) for x in target.values()) < required_sum(limit):
+            adjusted += 1
+            adjusted_errors += distance
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    print(
+        f"u16 conversion on {U16_CASES} satisfiable capped vectors (2-64 uids, random limits): "
+        f"pallet refusals: ours {ours_refused}, the SDK's {sdk_refused} ({sdk_refused / U16_CASES:.2%}); "
+        f"{adjusted} needed adjusting after rounding"
+    )
+    print(
+        f"share error vs the capped target, u16 units: adjusted vectors max {max(adjusted_errors, default=0):.3f} "
+        f"mean {statistics.fmean(adjusted_errors or [0]):.3f}; all vectors max {max(errors):.3f} "
+        f"mean {statistics.fmean(errors):.3f}; {elapsed_ms / U16_CASES:.2f} ms per case with the checks"
     )
 
 
@@ -100,4 +156,5 @@ def bench_sync() -> None:
 
 if __name__ == "__main__":
     bench_aggregation()
+    bench_u16()
     bench_sync()
