@@ -206,3 +206,54 @@ def test_a_submitted_vector_is_never_replaced(run: Run, data_dir: Path, network:
     ok(run("chain", "dev", "advance", "100"))
     resent = as_json(run("--json", "weights", "submit"))
     assert resent["outcome"] == "confirmed" and resent["vector_hash"] == submitted["vector_hash"]
+
+
+def test_a_refusal_before_sending_fixes_nothing(run: Run, data_dir: Path, network: int) -> None:
+    ok(run("keys", "new", "--name", "ghost"))
+    ghost = run("weights", "submit", "--key", "ghost")
+    assert ghost.exit_code == 1 and "is not registered on netuid 100" in ghost.stderr
+    (row,) = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert row["outcome"] == "failed" and row["message"].startswith("refused before sending:")
+    with open_state(data_dir) as state:  # reports that arrive after the refusal still count
+        late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-03"), 10**9) for i in range(4)]
+        record_reports(state, network, late)
+    recomputed = as_json(run("--json", "weights", "compute"))
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == recomputed["vector_hash"]
+    raw = sdk_read(
+        data_dir / "devchain.db",
+        lambda c: c.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")]),
+    )
+    assert uid("miner-03") in {d for d, _ in raw}
+
+
+def test_a_rate_limited_attempt_fixes_nothing(run: Run, data_dir: Path, network: int) -> None:
+    to_next = as_json(run("--json", "chain", "status"))["blocks_to_next_epoch"]
+    ok(run("chain", "dev", "advance", str(to_next - 2)))
+    assert as_json(run("--json", "weights", "submit"))["epoch"] == network
+    ok(run("chain", "dev", "advance", "3"))  # the next epoch, inside the rate limit
+    limited = run("weights", "submit")
+    assert limited.exit_code == 1 and "rate limited" in limited.stderr
+    rows = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert [(r["epoch"], r["outcome"]) for r in rows] == [(network + 1, "failed"), (network, "confirmed")]
+    assert "sent" not in rows[0]["message"]
+    with open_state(data_dir) as state:
+        late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-04"), 10**9) for i in range(4)]
+        record_reports(state, network + 1, late)
+    recomputed = as_json(run("--json", "weights", "compute"))
+    assert recomputed["epoch"] == network + 1 and recomputed["scored"] == 1
+
+
+def test_a_pending_submission_fixes_the_vector_without_claiming_it_was_sent(data_dir: Path) -> None:
+    from platform_cli.chain import records
+    from platform_cli.chain.records import Vector
+    from platform_cli.errors import PlatformError
+
+    vector = Vector(NETUID, 0, 7, 100, {1: 10}, {1: 65535})
+    with open_state(data_dir) as state:
+        records.store(state, vector)
+        records.begin(state, vector, hotkey("validator-0"))
+        with pytest.raises(PlatformError, match=r"submission #1 may have sent it \(its outcome is unknown\)"):
+            records.store(state, Vector(NETUID, 0, 7, 100, {2: 10}, {2: 65535}))
+        records.refused(state, Vector(NETUID, 0, 8, 100, {1: 10}, {1: 65535}), hotkey("validator-0"), "no")
+        assert records.fixed_by(state, NETUID, 0, 8) is None

@@ -108,7 +108,7 @@ def build(
         "scored": len(result.medians),
     }
     for w in result.withheld:
-        log.warning(
+        log.info(
             "weights.withheld epoch=%d challenge=%s miner=%s validators=%d required=%d",
             epoch,
             w.challenge,
@@ -191,9 +191,9 @@ async def submit_with(
     try:
         plan = await set_weights(True)
     except WeightsRefused as exc:
-        log.error("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        log.info("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
         if not dry_run:
-            records.finish(state, records.begin(state, vector, signer.ss58), "failed", "", None, str(exc))
+            records.refused(state, vector, signer.ss58, str(exc))
         raise
     if plan.u16 and plan.u16 != vector.u16:
         raise PlatformError(
@@ -208,15 +208,15 @@ async def submit_with(
         # The extrinsic may have been included: only the chain can tell, so the row stays
         # pending and the epoch loop settles it from the chain (resolve_pending).
         message = f"outcome unknown, pending until the chain shows it: {exc}"
-        log.error("weights.unknown epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        log.info("weights.unknown epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
         records.finish(state, row_id, "pending", plan.path, None, message)
         raise PlatformError(
             f"weights for epoch {vector.epoch} may or may not have landed ({exc}); "
             f"submission #{row_id} stays pending until the chain shows it"
         ) from None
     except PlatformError as exc:
-        log.error("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
-        records.finish(state, row_id, "failed", plan.path, None, str(exc))
+        log.info("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        records.finish(state, row_id, "failed", plan.path, None, f"the chain refused it: {exc}")
         raise
     records.finish(state, row_id, "submitted", done.path, done.block, done.message)
     outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
