@@ -116,8 +116,8 @@ def bench_sync() -> None:
     from bittensor.sp_core import Keypair
 
     from platform_cli.chain.adapter import ChainClient
-    from platform_cli.chain.devchain import DevChain
-    from platform_cli.chain.devsubstrate import DevSubstrate
+    from platform_cli.chain.dev.chain import DevChain
+    from platform_cli.chain.dev.substrate import DevSubstrate
     from platform_cli.chain.settings import ChainSettings
     from platform_cli.chain.sync import record_sync
     from platform_cli.state.db import open_state

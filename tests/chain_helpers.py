@@ -36,8 +36,8 @@ def sdk_read(db: Path, fn: Callable[[Any], Any]) -> Any:
 
     import bittensor as bt
 
-    from platform_cli.chain.devchain import DevChain
-    from platform_cli.chain.devsubstrate import DevSubstrate
+    from platform_cli.chain.dev.chain import DevChain
+    from platform_cli.chain.dev.substrate import DevSubstrate
 
     chain = DevChain(db)
 

@@ -291,3 +291,42 @@ def refusals(view: ChainView, call: WeightsCall) -> list[Refusal]:
         out.append(dispatch("CommitRevealEnabled", f"netuid {call.netuid} takes commits, not plain weights"))
     seen = {r.name for r in out}
     return out + [r for r in vector_refusals(view, call) if not (r.name in seen and r.stage == "dispatch")]
+
+
+def timelocked_refusals(view: ChainView, call: WeightsCall) -> list[Refusal]:
+    """Every rule a timelocked commit of ``call`` breaks now, then those its reveal will break.
+
+    ``internal_commit_timelocked_weights`` checks the mechanism, registration and the
+    rate limit at commit time; the vector itself is checked only when the chain reveals
+    it (``reveal_crv3_commits`` calls ``do_set_mechanism_weights`` and drops a failure
+    silently), so its rules are reported here, marked as at reveal.
+    """
+    out = []
+    if not stake_passes(view):
+        out.append(
+            pool(
+                "NotEnoughStakeToSetWeights",
+                f"stake {view.stake} rao is below the threshold {view.stake_threshold}",
+            )
+        )
+    if not view.subnet_exists or call.mecid >= view.mechanism_count:
+        out.append(
+            dispatch(
+                "MechanismDoesNotExist", f"mechanism {call.mecid} of netuid {call.netuid} does not exist"
+            )
+        )
+        return out
+    if view.uid is None:
+        out.append(
+            dispatch("HotKeyNotRegisteredInSubNet", f"the signer is not registered on netuid {call.netuid}")
+        )
+        return out
+    if not rate_limit_passes(view.last_update, view.rate_limit, view.block):
+        out.append(dispatch("CommittingWeightsTooFast", _rate_detail(view)))
+    seen = {r.name for r in out}
+    at_reveal = [
+        Refusal(r.name, r.stage, f"{r.detail} (at reveal: the chain drops the commit)", r.reported)
+        for r in vector_refusals(view, call)
+        if r.name not in seen and r.name != "SettingWeightsTooFast"
+    ]
+    return out + at_reveal
