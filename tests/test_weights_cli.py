@@ -259,3 +259,97 @@ def test_a_pending_submission_fixes_the_vector_without_claiming_it_was_sent(data
             records.store(state, Vector(NETUID, 0, 7, 100, {2: 10}, {2: 65535}))
         records.refused(state, Vector(NETUID, 0, 8, 100, {1: 10}, {1: 65535}), hotkey("validator-0"), "no")
         assert records.fixed_by(state, NETUID, 0, 8) is None
+
+
+def test_a_dry_run_reports_every_refusal_the_chain_would_give(run: Run, data_dir: Path, network: int) -> None:
+    ok(run("weights", "submit"))  # now inside the rate limit
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "WeightsVersionKey", [NETUID], 5)
+    chain.put("SubtensorModule", "StakeThreshold", [], 50_000 * 10**9)
+    chain.release()
+    before = state_rows(data_dir)
+    refused = run("weights", "submit", "--dry-run")
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    line = refused.stderr
+    assert line.startswith(
+        f"error: dry run: the chain would refuse epoch {network}'s weights on netuid {NETUID}: "
+    )
+    order = ["NotEnoughStakeToSetWeights", "SettingWeightsTooFast", "IncorrectWeightVersionKey"]
+    assert [line.index(name) for name in order] == sorted(line.index(name) for name in order)
+    assert "version_key 0 is older than the subnet's 5" in line
+    assert state_rows(data_dir) == before  # nothing written, nothing sent
+    (data_dir / "platform.toml").write_text("[weights]\nversion_key = 5\n")
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "StakeThreshold", [], 0)
+    chain.advance(100)
+    chain.release()
+    assert as_json(run("--json", "weights", "submit", "--dry-run"))["outcome"] == "planned"
+
+
+def test_a_limit_lowered_within_the_epoch_still_gets_a_vector_the_pallet_accepts(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    computed = as_json(run("--json", "weights", "compute"))  # under the epoch's limit, 65535
+    ok(run("chain", "dev", "advance", "1"))
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "MaxWeightsLimit", [NETUID], 21845)  # a third at most, from now on
+    chain.release()
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == computed["vector_hash"]
+    raw = sdk_read(
+        data_dir / "devchain.db",
+        lambda c: c.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")]),
+    )
+    values = [w for _, w in raw]
+    from platform_cli.core import weightrules
+
+    assert max(values) == 65535 and weightrules.max_share_ok(values, 21845)
+    assert not weightrules.max_share_ok(list(EXPECTED_U16.values()), 21845)
+    shown = [json.loads(line) for line in ok(run("--json", "weights", "show")).stdout.splitlines()]
+    assert [r["u16"] for r in shown] == values
+
+
+def test_a_commit_reveal_dry_run_reports_what_the_reveal_would_refuse(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "CommitRevealWeightsEnabled", [NETUID], True)
+    chain.put("SubtensorModule", "MinAllowedWeights", [NETUID], 40)
+    chain.release()
+    refused = run("weights", "submit", "--dry-run")
+    assert refused.exit_code == 1
+    assert (
+        "WeightVecLengthIsLow: 8 weights, the subnet requires 40 (at reveal: the chain drops the commit)"
+        in (refused.stderr)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unregistered", "rate-limited", "dry-run"])
+def test_a_refusal_prints_one_line_and_logs_only_with_verbose(
+    case: str, run: Run, data_dir: Path, network: int
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    if case == "rate-limited":
+        ok(run("weights", "submit"))
+    args = {"unregistered": ["--key", "stranger"], "rate-limited": [], "dry-run": ["--dry-run"]}[case]
+    ok(run("keys", "new", "--name", "stranger"))
+    if case == "dry-run":
+        args += ["--key", "stranger"]
+    env = dict(os.environ, PLATFORM_DATA_DIR=str(data_dir))
+    for verbose, lines in (([], 1), (["-v"], None)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "platform_cli", *verbose, "weights", "submit", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1
+        if lines is not None:
+            assert len(proc.stderr.splitlines()) == lines, proc.stderr
+        else:
+            assert "weights.refused" in proc.stderr and proc.stderr.splitlines()[-1].startswith("error: ")

@@ -139,9 +139,11 @@ def _track_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 
 class _QuietSdk(logging.Filter):
-    """Drops the SDK's records below ERROR unless the command runs with ``-v``."""
+    """On the root handlers: drops the SDK's records below ERROR unless the command runs with ``-v``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(SDK_LOGGERS):
+            return True
         return record.levelno >= logging.ERROR or logging.getLogger().getEffectiveLevel() <= logging.INFO
 
 
@@ -177,10 +179,12 @@ class ChainClient:
         return command_budget_s(self.settings) if self.one_shot else None
 
     async def __aenter__(self) -> ChainClient:
+        import bittensor  # noqa: F401  (a second or two on a loaded machine: not the chain's time)
+
         _track_tasks(asyncio.get_running_loop())
         if self.one_shot:
-            for name in SDK_LOGGERS:
-                logging.getLogger(name).addFilter(self._quiet)
+            for handler in logging.getLogger().handlers:
+                handler.addFilter(self._quiet)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -189,8 +193,8 @@ class ChainClient:
         finally:
             if self._owns_substrate:
                 self._substrate.chain.release()
-            for name in SDK_LOGGERS:
-                logging.getLogger(name).removeFilter(self._quiet)
+            for handler in logging.getLogger().handlers:
+                handler.removeFilter(self._quiet)
 
     async def _connect(self) -> Any:
         import bittensor as bt
@@ -208,27 +212,27 @@ class ChainClient:
             )
         return await subtensor.__aenter__()
 
-    async def _drop(self) -> None:
-        """Close the connection and end every task the SDK started for it."""
+    async def _drop(self, within: float = REAP_TIMEOUT_S) -> None:
+        """Close the connection and end every task the SDK started for it, in ``within`` seconds each."""
         client, self._client = self._client, None
         if client is not None:
             token = _TRACKED.set(self._tasks)
             try:
-                await asyncio.wait_for(client.close(), REAP_TIMEOUT_S)
+                await asyncio.wait_for(client.close(), within)
             except Exception as exc:  # closing a dead link must not mask the cause
                 log.debug("chain.close_failed network=%s error=%s", self.label, exc)
             finally:
                 _TRACKED.reset(token)
-        await self._reap()
+        await self._reap(within)
 
-    async def _reap(self) -> None:
+    async def _reap(self, within: float) -> None:
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         self._tasks.clear()
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=REAP_TIMEOUT_S)
+            await asyncio.wait(tasks, timeout=within)
 
     def _remaining_s(self) -> float | None:
         budget = self.budget_s
@@ -256,14 +260,17 @@ class ChainClient:
                 return await asyncio.wait_for(fn(self._client), timeout)
             except _transport_errors() as exc:
                 reason = (
-                    f"no answer within {timeout:.3g} s"
+                    f"no answer within {round(timeout, 1):g} s"
                     if isinstance(exc, asyncio.TimeoutError)
                     else _describe(exc)
                 )
                 failure = exc
             finally:
                 _TRACKED.reset(token)
-            await self._drop()
+            remaining = self._remaining_s()
+            await self._drop(
+                REAP_TIMEOUT_S if remaining is None else max(0.05, min(REAP_TIMEOUT_S, remaining))
+            )
             remaining = self._remaining_s()
             if attempt >= attempts or (remaining is not None and remaining <= 0):
                 raise self._exhausted(what, reason, attempt, began) from None

@@ -19,6 +19,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from platform_cli.chain import records
 from platform_cli.chain import weights as w
@@ -44,12 +45,13 @@ class WeightSetter:
     netuid: int
     stop: asyncio.Event
     sleep: Callable[[float], Awaitable[None]] | None = None  # default: wait on ``stop``
+    substrate: Any = None  # default: the network the settings name (the SDK's own backend)
 
     async def run(self) -> None:
         from bittensor import BittensorError
 
         failures = 0
-        async with ChainClient(self.chain, one_shot=False) as client:
+        async with ChainClient(self.chain, self.substrate, one_shot=False) as client:
             while not self.stop.is_set():
                 try:
                     wait_ms = await self.tick(client)

@@ -219,6 +219,7 @@ async def submit_with(
         if not dry_run:
             records.store(state, vector)
     try:
+        vector = _for_the_chain_now(state, vector, head, head_hyper, signer.ss58, dry_run=dry_run)
         await _preflight(client, head, head_hyper, vector, settings, signer, dry_run=dry_run)
         plan = await _set_weights(client, vector, settings, signer, dry_run=True)
     except WeightsRefused as exc:
@@ -253,6 +254,30 @@ async def submit_with(
     outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
     records.finish(state, row_id, outcome, done.path, done.block, message)
     return vector, replace(done, message=message), outcome
+
+
+def _for_the_chain_now(
+    state: State, vector: Vector, head: Snapshot, hyper: Hyperparams, own: str, *, dry_run: bool
+) -> Vector:
+    """The vector's u16 row under the limit the chain enforces now (the agreed units stay).
+
+    The units (and the vector's hash) come from the epoch's snapshot; the u16 row is the
+    chain-facing step, redone with the head's ``max_weight_limit`` and our uid at the
+    head, so a limit changed within the epoch never gets the vector refused.
+    """
+    own_uid = next((n.uid for n in head.neurons if n.hotkey == own), None)
+    try:
+        u16 = aggregation.to_u16(vector.weights, hyper.max_weight_limit, own_uid)
+    except aggregation.AggregationError as exc:
+        raise WeightsRefused(
+            f"epoch {vector.epoch}'s weights cannot be sent to netuid {vector.netuid}: {exc}"
+        ) from None
+    if u16 == vector.u16:
+        return vector
+    converted = replace(vector, u16=u16)
+    if not dry_run:
+        records.store(state, converted)
+    return converted
 
 
 async def _set_weights(

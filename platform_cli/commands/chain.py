@@ -79,7 +79,7 @@ def dev() -> None:
 
 
 @dev.command("init")
-@click.option("--seed", type=click.Path(dir_okay=False, path_type=Path), help="Seed metagraph JSON.")
+@click.option("--seed", type=click.Path(path_type=Path), help="Seed metagraph JSON (a regular file).")
 @click.option(
     "--block-time-ms", type=click.IntRange(0, 2**31 - 1), help="Milliseconds per block (0: only `advance`)."
 )

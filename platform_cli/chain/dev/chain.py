@@ -62,7 +62,14 @@ class DevChain:
             raise PlatformError(f"no dev chain at {self.path}: run `platform chain dev init` first")
         self._clock = clock
         self._lock = threading.RLock()
-        self._conn = connect(self.path)
+        wrong = PlatformError(
+            f"{self.path} is not a dev chain of this version (format {FORMAT}): "
+            "remove it and run `platform chain dev init`"
+        )
+        try:
+            self._conn = connect(self.path)
+        except sqlite3.DatabaseError:
+            raise wrong from None
         self._store = Store(self._conn)
         try:
             version = self._meta("format")
@@ -70,10 +77,7 @@ class DevChain:
             version = None
         if version != FORMAT:
             self._conn.close()
-            raise PlatformError(
-                f"{self.path} is not a dev chain of this version (format {FORMAT}): "
-                "remove it and run `platform chain dev init`"
-            )
+            raise wrong
 
     # -- file and clock -------------------------------------------------------------------
     @classmethod
