@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 U16_MAX = 65535
 FRAC_BITS = 32
-ONE = 1 << FRAC_BITS
 HALF = 1 << (FRAC_BITS - 1)
 UPSCALE_THRESHOLD = 32768
 ROOT_NETUID = 0
@@ -171,7 +170,6 @@ POOL_NAMES = {
     "NotEnoughStakeToSetWeights": "StakeAmountTooLow",
     "SettingWeightsTooFast": "RateLimitExceeded",
     "CommittingWeightsTooFast": "RateLimitExceeded",
-    "HotKeyNotRegisteredInSubNet": "HotKeyNotRegisteredInSubNet",
     "NoWeightsCommitFound": "NoWeightsCommitFound",
     "RevealTooEarly": "RevealTooEarly",
 }
