@@ -36,12 +36,11 @@ from platform_cli.config import Config
 from platform_cli.core import aggregation
 from platform_cli.core import scores as core
 from platform_cli.core.challenge import SpecError, spec_from_canonical
-from platform_cli.core.epoch import Schedule
 from platform_cli.core.registry import RegistryState
 from platform_cli.core.submission import SUBMISSION_KIND, Submission, SubmissionError, parse_submission
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer
-from platform_cli.state import audit
+from platform_cli.state import audit, schedules
 from platform_cli.state.db import State, write_transaction
 
 if TYPE_CHECKING:
@@ -108,32 +107,34 @@ def stored_reports(state: State, epoch: int) -> list[core.StoredReport]:
 # ---------------------------------------------------------------- counting
 
 
-def _schedule(state: State, netuid: int | None) -> Schedule:
-    """The epoch schedule of the newest metagraph snapshot (of ``netuid``; without one, of
-    the newest snapshot at all: a data dir follows one subnet)."""
-    sql = "SELECT netuid, tempo FROM metagraph_snapshots"
-    params: list[Any] = []
+def _netuid(state: State, netuid: int | None) -> int:
+    """``netuid``, or the subnet of the newest schedule (a data dir follows one subnet)."""
     if netuid is not None:
-        sql += " WHERE netuid = ?"
-        params.append(netuid)
-    row = state.execute(sql + " ORDER BY block DESC LIMIT 1", params).fetchone()
+        return netuid
+    row = state.execute("SELECT netuid FROM chain_schedules ORDER BY block DESC LIMIT 1").fetchone()
     if row is None:
-        raise PlatformError("no metagraph snapshot, so no epoch schedule: run `platform chain sync` first")
-    return Schedule(row[0], row[1])
+        raise PlatformError("no epoch schedule: run `platform chain sync` first")
+    return int(row[0])
 
 
 def epoch_first_block(state: State, epoch: int, *, netuid: int | None = None) -> int:
-    """The first block of ``epoch``: the registry as of this block decides what counts."""
-    return max(0, _schedule(state, netuid).start(epoch))
+    """The first block of ``epoch`` as the chain's schedule has it: the registry as of
+    this block decides what counts."""
+    netuid = _netuid(state, netuid)
+    start = schedules.epoch_start(state, netuid, epoch)
+    if start is None:
+        raise PlatformError(
+            f"no sync during epoch {epoch} of netuid {netuid} recorded where it began: "
+            "what counts for it is decided by the registry at that block"
+        )
+    return start
 
 
 def current_epoch(state: State, netuid: int) -> int:
-    row = state.execute(
-        "SELECT block FROM metagraph_snapshots WHERE netuid = ? ORDER BY block DESC LIMIT 1", [netuid]
-    ).fetchone()
-    if row is None:
-        raise PlatformError("no metagraph snapshot, so no current epoch: run `platform chain sync` first")
-    return _schedule(state, netuid).epoch_of(row[0])
+    newest = schedules.latest_schedule(state, netuid)
+    if newest is None:
+        raise PlatformError("no epoch schedule, so no current epoch: run `platform chain sync` first")
+    return newest.index
 
 
 def _lifecycle_labels(registry_state: RegistryState, block: int) -> dict[tuple[str, str], str]:

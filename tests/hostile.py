@@ -49,8 +49,12 @@ def make_hostile(path: Path, kind: str) -> Path:
 
 
 def fingerprint(data_dir: Path) -> dict[str, object]:
-    """Row counts of every table, the audit head and our sequence numbers, and the key files."""
-    keys = {"keys": sorted(os.listdir(data_dir / "keys")) if (data_dir / "keys").is_dir() else []}
+    """Row counts of every table, the audit head and our sequence numbers, the key files, and
+    whether a dev chain exists."""
+    keys = {
+        "keys": sorted(os.listdir(data_dir / "keys")) if (data_dir / "keys").is_dir() else [],
+        "dev_chain": (data_dir / "devchain.db").exists(),
+    }
     path = data_dir / "state.db"
     if not path.exists():
         return {**keys, "state": None}

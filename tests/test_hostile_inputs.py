@@ -127,6 +127,12 @@ ROWS = [
         lambda p: ["peer", "publish", "submissions", p],
         (*ALL_KINDS, NUL),
     ),
+    Row(
+        "chain dev init --seed",
+        in_dir("seed.json"),
+        lambda p: ["chain", "dev", "init", "--seed", p],
+        (*ALL_KINDS, NUL),
+    ),
     Row("dht put FILE", in_dir("value.bin"), lambda p: ["dht", "put", "/sub/", p], (*FILE_KINDS, NUL)),
     Row("key file: keys show", key_file, lambda p: ["keys", "show", "hostile"], ALL_KINDS),
     Row(

@@ -426,10 +426,7 @@ def test_an_unattributed_or_timed_out_evaluation_is_not_published(
     assert bad_miner.exit_code == 1 and "--miner 'nobody' is not an ss58 address" in bad_miner.stderr
 
 
-def test_scores_need_a_snapshot_to_know_the_epoch(run, data_dir: Path) -> None:
+def test_scores_need_a_sync_to_know_the_epoch(run, data_dir: Path) -> None:
     result = run("scores", "summary")
     assert result.exit_code == 1
-    assert (
-        result.stderr
-        == "error: no metagraph snapshot, so no current epoch: run `platform chain sync` first\n"
-    )
+    assert result.stderr == "error: no epoch schedule, so no current epoch: run `platform chain sync` first\n"

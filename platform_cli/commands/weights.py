@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from platform_cli import output
-from platform_cli.chain.devchain import MAX_BLOCK
+from platform_cli.chain.dev.chain import MAX_BLOCK
 from platform_cli.context import AppContext
 
 pass_app = click.make_pass_decorator(AppContext)
