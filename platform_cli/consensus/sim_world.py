@@ -155,9 +155,8 @@ class World:
         self._seq = 0
         genesis_registry = reg.RegistryState()
         for challenge in ("c1", "c2"):
-            genesis_registry = reg.apply(
-                genesis_registry, self.update("add", challenge, "1.0.0"), self.sudo.ss58
-            )
+            update = self.update("add", challenge, "1.0.0")
+            genesis_registry = reg.apply(genesis_registry, update, self.sudo.ss58, effective_block=0)
         self.genesis = Genesis(NETWORK, self.sudo.ss58, self.validators, genesis_registry)
         self.updates = self._workload(min(heights + 1, 12))
         self.forged_update = self.update("add", "evil", "1.0.0", key=self.keys[-1])
@@ -209,10 +208,8 @@ class World:
         known = self.epoch(epoch)
         if known is None:
             return None
-        registry = ledger.registry_at(self.chain_head(known.start_ms))
-        return WeightsContext(
-            NETWORK.netuid, 0, epoch, START_BLOCK, self.stakes, self.uids, challenge_shares(registry, 0), 0
-        )
+        shares = challenge_shares(ledger.registry, self.chain_head(known.start_ms), 0)
+        return WeightsContext(NETWORK.netuid, 0, epoch, START_BLOCK, self.stakes, self.uids, shares, 0)
 
     def honest_reports(self, validator: str, epoch: int) -> ReportSet:
         entries = []

@@ -9,15 +9,15 @@ catches up from certificates rebuilds the state it missed.
 Rules applied to every entry (whoever proposed it):
 
 - the entry extends the log: height + 1 and ``prev`` the id of the last entry;
-- ``registry.update``: not applied before, effective blocks never decrease along the
-  log (so the registry at block B is a prefix of the log), and the registry's pure
-  ``apply`` accepts it with the sudo key;
+- ``registry.update``: not applied before, and the registry's pure ``apply`` accepts it
+  with the sudo key at its effective block (which never decreases along the log);
 - ``weights``: one vector per (mechid, epoch);
 - ``validators``: a snapshot newer than the current set's; the set changes at the next
   height.
 
-The registry at chain block B (:meth:`Ledger.registry_at`) applies the updates whose
-effective block is at most B: every validator switches at the same block.
+The registry keeps the committed history (``core/registry.py``): the versions active at
+chain block B (``RegistryState.active_at``) are those of the updates whose effective
+block is at most B, so every validator switches at the same block.
 """
 
 from __future__ import annotations
@@ -58,16 +58,6 @@ class Genesis:
 
 
 @dataclass(frozen=True)
-class RegistryCommit:
-    height: int
-    effective_block: int
-    update_id: str
-    action: RegistryAction
-    registry_after: reg.RegistryState
-    """The registry with every update of the log up to this one applied."""
-
-
-@dataclass(frozen=True)
 class WeightsCommit:
     height: int
     action: WeightsAction
@@ -80,7 +70,6 @@ class Ledger:
     head: str
     validators: ValidatorSet
     registry: reg.RegistryState
-    registry_log: tuple[RegistryCommit, ...] = ()
     weights: Mapping[tuple[int, int], WeightsCommit] = field(default_factory=lambda: MappingProxyType({}))
     pending_validators: ValidatorSet | None = None
     """A set an action of the entry being applied chose; in force from the next height."""
@@ -91,18 +80,10 @@ class Ledger:
 
     @property
     def last_effective_block(self) -> int:
-        return self.registry_log[-1].effective_block if self.registry_log else 0
+        return self.registry.last_effective_block
 
     def committed_update(self, update_id: str) -> bool:
-        return any(c.update_id == update_id for c in self.registry_log)
-
-    def registry_at(self, block: int) -> reg.RegistryState:
-        state = self.genesis.registry
-        for commit in self.registry_log:
-            if commit.effective_block > block:
-                break
-            state = commit.registry_after
-        return state
+        return any(change.update_id == update_id for change in self.registry.history)
 
     def apply(self, entry: Entry) -> Ledger:
         if entry.height != self.height + 1:
@@ -139,16 +120,13 @@ class Ledger:
         update_id = action.update_id
         if self.committed_update(update_id):
             raise LedgerError(f"registry update {update_id[:16]}… is already in the log")
-        if action.effective_block < self.last_effective_block:
-            raise LedgerError(
-                f"effective block {action.effective_block} is before the last update's {self.last_effective_block}"
-            )
         try:
-            registry = reg.apply_update(self.registry, action.authorized(self.genesis.sudo), update_id)
+            registry = reg.apply(
+                self.registry, action.envelope, self.genesis.sudo, effective_block=action.effective_block
+            )
         except reg.RegistryError as exc:
             raise LedgerError(f"registry update does not apply: {exc}") from None
-        commit = RegistryCommit(height, action.effective_block, update_id, action, registry)
-        return replace(self, registry=registry, registry_log=(*self.registry_log, commit))
+        return replace(self, registry=registry)
 
     def _apply_validators(self, action: ValidatorsAction) -> Ledger:
         current = self.pending_validators or self.validators
@@ -168,11 +146,11 @@ def apply_value(ledger: Ledger, value: object) -> Ledger:
     return ledger.apply(entry)
 
 
-def challenge_shares(registry: reg.RegistryState, mechid: int) -> tuple[ChallengeShare, ...]:
-    """The active challenges of a mechanism with their emission shares, sorted by id."""
+def challenge_shares(registry: reg.RegistryState, block: int, mechid: int) -> tuple[ChallengeShare, ...]:
+    """The challenges of a mechanism active at chain ``block``, with their shares, by id."""
     shares = [
         ChallengeShare(r.spec.id, r.spec.scoring.emission_ppm, r.spec.min_validators)
-        for r in registry.versions.values()
-        if r.state is reg.Lifecycle.ACTIVE and r.spec.scoring.mechanism == mechid
+        for r in registry.active_at(block).values()
+        if r.spec.scoring.mechanism == mechid
     ]
     return tuple(sorted(shares, key=lambda s: s.challenge))
