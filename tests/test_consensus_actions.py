@@ -183,3 +183,18 @@ def test_a_validator_set_change_takes_effect_at_the_next_height(world: World) ->
     assert "not newer" in validity.validate(after, view, checker(world), value, 0)
     unknown = value_of(ledger, ValidatorsAction(newer))
     assert "no snapshot" in validity.validate(ledger, view, checker(world), unknown, 0)
+
+
+def test_a_named_bundle_whose_bytes_were_altered_is_refused(world: World) -> None:
+    from platform_cli.core.consensus.entry import embed, unembed
+
+    ledger = Ledger.start(world.genesis)
+    view = view_with_bundles(world, [0, 1, 2, 3])
+    value, action = weights_value(world, ledger, view)
+    raw = action.to_canonical()
+    first = unembed(raw["bundles"][0])
+    raw["bundles"][0] = embed(
+        dataclasses.replace(first, body={**first.body, "count": first.body["count"] + 1})
+    )
+    altered = {**value, "actions": [a if a["type"] != wt.WEIGHTS else raw for a in value["actions"]]}
+    assert "signature does not verify" in validity.validate(ledger, view, checker(world), altered, 10_000)

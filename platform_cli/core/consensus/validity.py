@@ -182,7 +182,9 @@ def _check_weights(
     for name, value in expected.items():
         if action.inputs[name] != value:
             return f"{name} is {action.inputs[name]!r}, we expect {value!r}"
-    bundles = wt.check_bundles(action, checker.network, ledger.validators, checker.verify_signature)
+    bundles = wt.check_bundles(
+        action, checker.network, ledger.validators, checker.verify_signature, view.held_bundles(epoch)
+    )
     left_out = wt.omitted(action, view.held_before_cutoff(epoch))
     if left_out:
         return f"leaves out the bundle of {', '.join(left_out)}, held here since before the cutoff"
