@@ -127,13 +127,14 @@ def test_only_registered_hotkeys_may_submit(keys) -> None:
     assert fresh.reason == "wrong_role" and "registered only" in fresh.detail
 
 
-def test_peer_penalties_forget_quiet_peers() -> None:
-    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
-    penalties.record("old", NOW)
-    penalties.record("recent", NOW + 900)
-    penalties.prune(NOW + 1000)
-    assert len(penalties) == 1
-    assert not penalties.record("recent", NOW + 950) and penalties.record("recent", NOW + 960)
+def test_standing_decays_and_forgets_quiet_peers() -> None:
+    standing = gossip.Standing(ban_at=30, half_life_ms=1000)
+    standing.charge("old", 10, NOW)
+    standing.charge("recent", 10, NOW + 9000)
+    assert standing.points("old", NOW + 1000) == pytest.approx(5)
+    standing.prune(NOW + 10_000)
+    assert len(standing) == 1  # "old" decayed below 0.01 points
+    assert not standing.charge("recent", 10, NOW + 9000) and standing.charge("recent", 10, NOW + 9000)
 
 
 def test_replay_window_is_consulted(keys) -> None:
@@ -176,14 +177,16 @@ def test_forgeries_do_not_spend_the_signers_rate(keys) -> None:
     assert decide(seal(validator, "submission", seq=2), "submissions", set(), limiter=limiter).accepted
 
 
-def test_peer_penalties_trip_once_per_window() -> None:
-    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
-    assert [penalties.record("p", NOW + i) for i in range(4)] == [False, False, True, False]
-    assert not penalties.record("q", NOW)
-    fresh = gossip.PeerPenalties(threshold=2, window_ms=1000)
-    assert not fresh.record("p", NOW)
-    assert not fresh.record("p", NOW + 5000)  # the first fault has aged out
-    assert fresh.record("p", NOW + 5001)
+def test_standing_reaches_the_ban_level_once_and_weighs_reasons() -> None:
+    standing = gossip.Standing()
+    faults = [standing.charge("p", gossip.penalty("bad_signature"), NOW) for _ in range(11)]
+    assert faults.index(True) == 9 and faults.count(True) == 1  # the tenth fault, reported once
+    assert not standing.charge("q", gossip.penalty("wrong_role"), NOW)
+    views = [standing.charge("v", gossip.penalty("wrong_role"), NOW) for _ in range(1001)]
+    assert views.count(True) == 1 and 990 <= views.index(True) <= 1000  # about a thousand view refusals
+    assert gossip.penalty("duplicate") == gossip.penalty("local_failure") == 0
+    slow = gossip.Standing(half_life_ms=1000)
+    assert not any(slow.charge("p", gossip.FAULT_POINTS, NOW + 1000 * i) for i in range(100))  # decayed
 
 
 def test_announcement_must_name_the_sending_peer(keys) -> None:

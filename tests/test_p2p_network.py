@@ -95,7 +95,7 @@ def test_500_messages_at_50_per_second_all_delivered(mesh: list[NodeProc]) -> No
     for node in mesh:
         assert wanted <= node.inbox_ids()
         assert not node.state.execute(
-            "SELECT count(*) FROM p2p_rejections WHERE reason = 'rate_limited'"
+            "SELECT count(*) FROM p2p_traffic WHERE reason = 'rate_limited'"
         ).fetchone()[0]
 
 
@@ -192,7 +192,7 @@ def test_a_peer_that_keeps_forwarding_invalid_messages_is_banned(
             "submissions",
             dataclasses.replace(_seal(mesh[0], miner, kind="submission", body={"i": i}), signature=bytes(64)),
         )
-        for i in range(gossip.PeerPenalties().threshold + 2)
+        for i in range(int(gossip.BAN_POINTS / gossip.FAULT_POINTS) + 2)
     ]
     valid = _seal(mesh[0], miner, kind="submission", body={"after": "the forgeries"})
     rogue_id = _run_rogue(mesh, tmp_path, [*forgeries, ("submissions", valid)])
@@ -370,7 +370,7 @@ def test_dht_signed_record_provide_and_providers(mesh: list[NodeProc], tmp_path:
 
 
 def _replays(node: NodeProc) -> int:
-    row = node.state.execute("SELECT coalesce(sum(count), 0) FROM p2p_rejections WHERE reason = 'replay'")
+    row = node.state.execute("SELECT coalesce(sum(count), 0) FROM p2p_traffic WHERE reason = 'replay'")
     return row.fetchone()[0]
 
 
