@@ -226,7 +226,7 @@ async def rogue_pubsub(topics: list[str]) -> AsyncIterator[tuple[Any, Any, Any]]
     host = new_host()
     gossipsub = GossipSub(
         protocols=[TProtocol("/meshsub/1.1.0")], degree=6, degree_low=4, degree_high=12,
-        heartbeat_initial_delay=0.1, heartbeat_interval=1,
+        heartbeat_initial_delay=0.1, heartbeat_interval=1, spam_protection_enabled=False,
     )  # fmt: skip
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     async with (

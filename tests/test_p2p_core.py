@@ -12,7 +12,7 @@ import trio.testing
 
 from platform_cli.core import dhtrec, gossip
 from platform_cli.core import envelope as env
-from platform_cli.core.replay import SequenceWindow
+from platform_cli.core.replay import BitWindow, SequenceWindow
 from platform_cli.identity import KeyStore, Signer, verify_signature
 from platform_cli.p2p import store, sync
 from platform_cli.state.db import open_state
@@ -45,7 +45,7 @@ def decide(envelope: env.Envelope | bytes, topic: str, validators, sudo: str = "
     ctx = gossip.Context(NET, frozenset(validators), sudo, registered=frozenset(kw.pop("registered", signer)))
     return gossip.admit(
         data, topic, ctx, now_ms=kw.pop("now", NOW), verify_signature=verify_signature,
-        window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None),
+        window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None), blame=kw.pop("blame", False),
     )  # fmt: skip
 
 
@@ -135,6 +135,44 @@ def test_standing_decays_and_forgets_quiet_peers() -> None:
     standing.prune(NOW + 10_000)
     assert len(standing) == 1  # "old" decayed below 0.01 points
     assert not standing.charge("recent", 10, NOW + 9000) and standing.charge("recent", 10, NOW + 9000)
+
+
+def test_forgeries_behind_view_refusals_are_the_forwarders_fault(keys) -> None:
+    """With ``blame``, a message our view refuses (role, time, replay) has its signature
+    checked too: a forgery is refused as one; a valid signature leaves a view refusal."""
+    _, outsider, _ = keys
+    forged = dataclasses.replace(seal(outsider, "submission"), signature=bytes(64))
+    assert decide(forged, "submissions", set(), registered=set()).reason == "wrong_role"  # no crypto spent
+    assert decide(forged, "submissions", set(), registered=set(), blame=True).reason == "bad_signature"
+    assert decide(
+        seal(outsider, "submission"), "submissions", set(), registered=set(), blame=True
+    ).reason == ("wrong_role")
+    stale = dataclasses.replace(seal(outsider, "submission", ts=NOW - 3_600_000), signature=bytes(64))
+    assert decide(stale, "submissions", set()).reason == "stale"
+    assert decide(stale, "submissions", set(), blame=True).reason == "bad_signature"
+    seen = SequenceWindow().accept(1)
+    replayed = dataclasses.replace(seal(outsider, "submission"), signature=bytes(64))
+    assert decide(replayed, "submissions", set(), window_for=lambda s, k: seen).reason == "replay"
+    assert decide(replayed, "submissions", set(), window_for=lambda s, k: seen, blame=True).reason == (
+        "bad_signature"
+    )
+
+
+def test_bit_window_follows_the_sequence_window_rule() -> None:
+    """The bitmap window agrees with the set window on every number, in any order."""
+    import random
+
+    rng = random.Random(7)
+    for size in (8, 64, 1024):
+        bits, ref = BitWindow(size=size), SequenceWindow(size=size)
+        for _ in range(3000):
+            seq = max(0, ref.high + rng.randint(-size - 5, 40))
+            assert bits.check(seq) == ref.check(seq), (size, seq)
+            if ref.check(seq) is None:
+                bits, ref = bits.accept(seq), ref.accept(seq)
+        again = BitWindow.from_bytes(bits.high, bits.to_bytes(), size)
+        assert again == bits and len(bits.to_bytes()) == size // 8
+    assert BitWindow().accept(2**62).accept(2**62 - 5).check(2**62 - 5) == "already seen (replay)"
 
 
 def test_replay_window_is_consulted(keys) -> None:

@@ -427,7 +427,10 @@ def queue_request(state: State, op: str, arg: dict[str, Any]) -> int:
 
 
 def claim_requests(state: State) -> list[tuple[int, str, bytes]]:
-    """Queued requests, marked running so that they are served once."""
+    """Queued requests, marked running so that they are served once (the node polls this:
+    the write lock is taken only when something is queued)."""
+    if state.execute("SELECT 1 FROM p2p_requests WHERE status = 'queued' LIMIT 1").fetchone() is None:
+        return []
     with write_transaction(state):
         rows = state.execute(
             "SELECT id, op, arg FROM p2p_requests WHERE status = 'queued' ORDER BY id"
