@@ -3,6 +3,7 @@
     python tests/p2p_rogue.py --connect ADDR [--connect ADDR ...] --publish TOPIC=FILE ...
     python tests/p2p_rogue.py --connect ADDR --flood TOPIC=FILE [--rate R]
     python tests/p2p_rogue.py --sink TOPIC
+    python tests/p2p_rogue.py --connect ADDR [--connect ADDR ...] --dht-put KEY=FILE | --dht-get KEY
     python tests/p2p_rogue.py --plaintext --connect ADDR
 
 ``--publish`` dials every address, joins each topic's mesh, publishes each file's bytes
@@ -13,6 +14,9 @@ once the last one is handed to py-libp2p, then "published N in S s as PEER_ID".
 ``--sink`` is plain py-libp2p with the node's queue settings and no admission: it prints
 ``{"addrs": [...]}``, counts what its subscription delivers and prints ``{"delivered": N, "last_ms": T}``
 when its stdin closes.
+``--dht-put``/``--dht-get`` are a standard Kademlia client (py-libp2p's KadDHT, accepting
+any record): ``put_value`` looks the key up with FIND_NODE, then stores it at the closest
+peers; ``get_value`` prints ``{"found": bool, "value_hex": ...}``.
 """
 
 from __future__ import annotations
@@ -28,11 +32,13 @@ import multiaddr
 import trio
 from libp2p import new_host
 from libp2p.custom_types import TProtocol
+from libp2p.kad_dht.kad_dht import DHTMode, KadDHT
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub import rpc_queue
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.records.validator import NamespacedValidator, Validator
 from libp2p.tools.anyio_service import background_trio_service
 
 QUEUE_SIZE = 8192
@@ -154,9 +160,45 @@ def raise_queue_limits() -> None:
     rpc_queue.RpcQueue.__init__.__defaults__ = (QUEUE_SIZE, rpc_queue.DefaultMaxMessageSize)
 
 
+class AnyRecord(Validator):
+    def validate(self, key: str, value: bytes) -> None:
+        return None
+
+    def select(self, key: str, values: list[bytes]) -> int:
+        return 0
+
+
+async def dht_client(args: argparse.Namespace) -> None:
+    host = new_host()
+    validator = NamespacedValidator(
+        {ns: AnyRecord() for ns in ("sub", "eval", "ckpt")}, strict_validation=True
+    )
+    dht = KadDHT(host, DHTMode.CLIENT, validator=validator, validator_changed=True, strict_validation=True)
+    async with (
+        host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]),
+        background_trio_service(dht),
+    ):
+        for addr in args.connect:
+            info = info_from_p2p_addr(multiaddr.Multiaddr(addr))
+            with trio.fail_after(30):
+                await host.connect(info)
+            await dht.add_peer(info.peer_id)
+        with trio.fail_after(60):
+            if args.dht_put:
+                key, path = args.dht_put.split("=", 1)
+                await dht.put_value(key, Path(path).read_bytes())
+                print(json.dumps({"put": key}), flush=True)
+            else:
+                value = await dht.get_value(args.dht_get)
+                print(json.dumps({"found": value is not None, "value_hex": (value or b"").hex()}), flush=True)
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.plaintext:
         await try_plaintext(args.connect[0])
+        return
+    if args.dht_put or args.dht_get:
+        await dht_client(args)
         return
     if args.sink:
         raise_queue_limits()
@@ -180,6 +222,8 @@ if __name__ == "__main__":
     parser.add_argument("--rate", type=float, default=0.0, help="flood messages a second (0: no pause)")
     parser.add_argument("--linger", type=float, default=1.0, help="seconds to stay connected afterwards")
     parser.add_argument("--sink", metavar="TOPIC", help="count what plain py-libp2p delivers on TOPIC")
+    parser.add_argument("--dht-put", metavar="KEY=FILE")
+    parser.add_argument("--dht-get", metavar="KEY")
     parser.add_argument("--plaintext", action="store_true", help="only try to connect without Noise")
     trio.run(main, parser.parse_args())
     sys.exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -240,48 +241,131 @@ def test_content_records_must_hash_to_their_key() -> None:
     value = b"submission bytes"
     key = dhtrec.content_key(value)
     assert key == "/sub/" + hashlib.sha256(value).hexdigest()
-    dhtrec.check_content(key, value)
+    compact = dhtrec.dht_key(key)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(value).digest()).rstrip(b"=").decode()
+    assert compact == "/sub/" + digest and len(compact.encode()) <= dhtrec.MAX_KEY_BYTES
+    dhtrec.check_content(compact, value)
     with pytest.raises(dhtrec.RecordError, match="does not hash"):
-        dhtrec.check_content(key, value + b"!")
-    with pytest.raises(dhtrec.RecordError, match="namespace"):
-        dhtrec.check_content("/other/" + "0" * 64, value)
+        dhtrec.check_content(compact, value + b"!")
+    with pytest.raises(dhtrec.RecordError, match="base64url"):
+        dhtrec.check_content(key, value)  # the human form is not what the DHT stores
+    with pytest.raises(dhtrec.RecordError, match="base64url"):
+        dhtrec.check_content("/other/" + digest, value)
+
+
+def test_compact_keys_are_short_canonical_and_stable() -> None:
+    """Every key form maps to one compact key of at most 50 bytes (what py-libp2p answers
+    FIND_NODE for), the compact form maps to itself, and only its canonical spelling is one."""
+    owner = "5DVH4ASWcfJ5cUE31CtsCvoE78wisVsJRXagswAReC6zq33M"
+    for human in ("/sub/" + "ab" * 32, f"/eval/{owner}/{'n' * 128}", f"/ckpt/{owner}/epoch-1"):
+        compact = dhtrec.dht_key(human)
+        assert len(compact.encode()) <= dhtrec.MAX_KEY_BYTES < len(human.encode())
+        assert dhtrec.dht_key(compact) == compact
+        assert dhtrec.compact_namespace(compact) == human.split("/")[1]
+    assert dhtrec.dht_key(f"/eval/{owner}/a") != dhtrec.dht_key(f"/ckpt/{owner}/a")
+    assert dhtrec.dht_key(f"/eval/{owner}/a") != dhtrec.dht_key(f"/eval/{owner}/b")
+    canonical = dhtrec.dht_key("/sub/" + "ff" * 32)  # its last character carries two zero bits
+    assert canonical.endswith("8")
+    assert dhtrec.compact_namespace(canonical[:-1] + "9") is None  # the same digest, spelled otherwise
+    for bad in ("/sub/" + "0" * 42, "/pk/" + "A" * 43, "/eval/" + "A" * 43 + "=", "sub/" + "A" * 43):
+        assert dhtrec.compact_namespace(bad) is None
+        with pytest.raises(dhtrec.RecordError):
+            dhtrec.dht_key(bad)
+
+
+def _record(signer: Signer, human: str, seq: int = 1, ts: int = NOW, kind: str = "dht.evaluation") -> bytes:
+    return seal(signer, kind, {"key": human, "data": b"d"}, seq=seq, ts=ts).to_wire()
 
 
 def test_signed_records_check_signer_role_key_binding_and_pick_the_newest(keys) -> None:
     validator, outsider, _ = keys
     ctx = dhtrec.SignedContext(NET, {validator.ss58})
 
-    def record(signer: Signer, key: str, seq: int = 1, ts: int = NOW) -> bytes:
-        return seal(signer, "evaluation", {"key": key, "data": b"d"}, seq=seq, ts=ts).to_wire()
+    def check(key: str, value: bytes, **kw) -> env.Envelope:
+        return dhtrec.check_signed(key, value, ctx, verify_signature=verify_signature, now_ms=NOW, **kw)
 
     e1 = dhtrec.with_owner("/eval/e1", validator.ss58)
     assert e1 == f"/eval/{validator.ss58}/e1"
-    good = record(validator, e1)
-    assert dhtrec.check_signed(e1, good, ctx, verify_signature=verify_signature, now_ms=NOW).seq == 1
+    k1 = dhtrec.dht_key(e1)
+    good = _record(validator, e1)
+    assert check(k1, good).seq == 1
     mine = dhtrec.with_owner("/eval/e1", outsider.ss58)
     with pytest.raises(dhtrec.RecordError, match="not a validator"):
-        dhtrec.check_signed(mine, record(outsider, mine), ctx, verify_signature=verify_signature, now_ms=NOW)
+        check(dhtrec.dht_key(mine), _record(outsider, mine))
     e2 = dhtrec.with_owner("/eval/e2", validator.ss58)
-    with pytest.raises(dhtrec.RecordError, match="record body must be"):
-        dhtrec.check_signed(e2, good, ctx, verify_signature=verify_signature, now_ms=NOW)
+    with pytest.raises(dhtrec.RecordError, match="not stored under"):
+        check(dhtrec.dht_key(e2), good)  # a record cannot move to another key
     ckpt = dhtrec.with_owner("/ckpt/e1", validator.ss58)
-    with pytest.raises(dhtrec.RecordError, match="not accepted"):
-        dhtrec.check_signed(ckpt, record(validator, ckpt), ctx, verify_signature=verify_signature, now_ms=NOW)
-    newer = record(validator, e1, seq=2, ts=NOW + 1)
-    assert dhtrec.select_signed(e1, [good, newer]) == 1
+    with pytest.raises(dhtrec.RecordError, match="not stored under"):
+        check(dhtrec.dht_key(ckpt), _record(validator, e1, kind="dht.checkpoint"))  # nor to another namespace
+    with pytest.raises(dhtrec.RecordError, match="compact key"):
+        check(e1, good)
+    newer = _record(validator, e1, seq=2, ts=NOW + 1)
+    assert dhtrec.select_signed(k1, [good, newer]) == 1
+    with pytest.raises(dhtrec.RecordError, match="older than the newest"):
+        check(k1, good, newest_seen=(NOW + 1, 2))  # the newer one was seen: no rollback
+    assert check(k1, newer, newest_seen=(NOW + 1, 2)).seq == 2  # the same record again is fine
     with pytest.raises(dhtrec.RecordError, match="signer ss58"):
         dhtrec.split("/eval/e1")  # a signed key must name its signer
+
+
+def test_a_signature_for_one_purpose_is_never_valid_for_another(keys) -> None:
+    """DHT records are signed with kinds of their own: a gossip evaluation is no DHT record
+    and a DHT record is no gossip evaluation (nor a checkpoint record an evaluation one)."""
+    validator, _, _ = keys
+    ctx = dhtrec.SignedContext(NET, {validator.ss58})
+    human = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
+    key = dhtrec.dht_key(human)
+    assert dhtrec.SIGNED_NAMESPACES == {"eval": "dht.evaluation", "ckpt": "dht.checkpoint"}
+    for kind in ("evaluation", "dht.checkpoint"):
+        with pytest.raises(dhtrec.RecordError, match="not accepted"):
+            dhtrec.check_signed(
+                key, _record(validator, human, kind=kind), ctx, verify_signature=verify_signature, now_ms=NOW
+            )
+    record = env.from_wire(_record(validator, human))
+    assert decide(record, "evaluations", {validator.ss58}).reason == "wrong_kind"
+    assert all(record.kind not in rule.kinds for rule in gossip.TOPICS.values())
 
 
 def test_a_validator_cannot_overwrite_another_validators_record(keys) -> None:
     validator, other, _ = keys
     ctx = dhtrec.SignedContext(NET, {validator.ss58, other.ss58})
-    key = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
-    original = seal(validator, "evaluation", {"key": key, "data": b"mine"}).to_wire()
-    newer_forgery = seal(other, "evaluation", {"key": key, "data": b"theirs"}, seq=9, ts=NOW + 5).to_wire()
+    human = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
+    key = dhtrec.dht_key(human)
+    original = _record(validator, human)
+    newer_forgery = seal(
+        other, "dht.evaluation", {"key": human, "data": b"theirs"}, seq=9, ts=NOW + 5
+    ).to_wire()
     with pytest.raises(dhtrec.RecordError, match="not by the key's owner"):
         dhtrec.check_signed(key, newer_forgery, ctx, verify_signature=verify_signature, now_ms=NOW)
     assert dhtrec.select_signed(key, [original, newer_forgery]) == 0  # newest of the owner only
+
+
+def test_store_budget_keeps_own_and_signed_records_apart_from_content() -> None:
+    budget = dhtrec.StoreBudget(
+        signer_records=2,
+        signer_bytes=100,
+        signed_records=3,
+        signed_bytes=1000,
+        content_records=3,
+        content_bytes=50,
+    )
+    assert budget.admit("own1", dhtrec.OWN, 10) == []
+    assert budget.admit("v1a", dhtrec.SIGNED, 10, "v1") == []
+    assert [budget.admit(f"c{i}", dhtrec.CONTENT, 10) for i in range(3)] == [[], [], []]
+    assert budget.admit("c3", dhtrec.CONTENT, 10) == ["c0"]  # content evicts content only
+    assert budget.admit("c4", dhtrec.CONTENT, 35) == ["c1", "c2"]  # ... by bytes as well as count
+    assert budget.admit("c5", dhtrec.CONTENT, 51) == ["c5"]  # cannot fit at all
+    assert budget.kind("own1") == dhtrec.OWN and budget.kind("v1a") == dhtrec.SIGNED
+    assert budget.admit("v1b", dhtrec.SIGNED, 10, "v1") == []
+    assert budget.admit("v1c", dhtrec.SIGNED, 10, "v1") == ["v1a"]  # a signer evicts its own oldest
+    assert budget.admit("v2a", dhtrec.SIGNED, 10, "v2") == []
+    assert budget.admit("v3a", dhtrec.SIGNED, 10, "v3") == ["v1b"]  # in all: the heaviest signer first
+    assert budget.admit("v1c", dhtrec.OWN, 10, "v1") == []  # fetched for ourselves: ours now
+    assert budget.admit("v1c", dhtrec.SIGNED, 10, "v1") == [] and budget.kind("v1c") == dhtrec.OWN
+    assert {budget.kind(k) for k in ("own1", "v1c")} == {dhtrec.OWN}
+    budget.remove("own1")
+    assert budget.kind("own1") is None
 
 
 class _StreamAdapter:
@@ -439,12 +523,19 @@ def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:
     state.close()
 
 
-def test_put_quota_per_peer_and_for_everyone_per_window() -> None:
-    quota = dhtrec.PutQuota(per_peer_puts=2, per_peer_bytes=100, total_puts=3, window_ms=1000)
+def test_put_quota_per_peer_and_per_pool_per_window() -> None:
+    quota = dhtrec.PutQuota(
+        per_peer_puts=2, per_peer_bytes=100, unknown_total_puts=3, total_puts=2, window_ms=1000
+    )
     assert quota.charge("a", 10, NOW) is None
     assert quota.charge("a", 10, NOW) is None
     assert "exceeds 2 puts" in quota.charge("a", 10, NOW)
     assert "exceeds" in dhtrec.PutQuota(per_peer_bytes=100).charge("b", 101, NOW)  # bytes count too
     assert quota.charge("b", 10, NOW) is None
-    assert quota.charge("c", 10, NOW) == "all peers together exceed the DHT put quota"
+    assert quota.charge("c", 10, NOW) == "the unknown peers together exceed the DHT put quota"
+    assert quota.charge("v", 10, NOW, validator=True) is None  # the sybils' pool is not the validators'
+    assert quota.charge("w", 10, NOW, validator=True) is None
+    assert (
+        quota.charge("x", 10, NOW, validator=True) == "the validators peers together exceed the DHT put quota"
+    )
     assert quota.charge("a", 10, NOW + 1000) is None  # a new window

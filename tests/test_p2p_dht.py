@@ -20,6 +20,11 @@ from tests.p2p_helpers import await_until, bare_host, node_in_process
 pytestmark = pytest.mark.slow
 
 
+def content_key(value: bytes) -> str:
+    """The compact key the DHT stores ``value`` under."""
+    return dhtrec.dht_key(dhtrec.content_key(value))
+
+
 class Anything(Validator):
     def validate(self, key: str, value: bytes) -> None:
         return None
@@ -46,27 +51,25 @@ def test_remote_puts_outside_our_namespaces_and_over_quota_are_refused(tmp_path:
             def held(key: str) -> bool:
                 return node.dht.value_store.get(key.encode()) is not None
 
-            await dht.put_value(dhtrec.content_key(values[0]), values[0])
-            await await_until(lambda: held(dhtrec.content_key(values[0])), 20, "a valid remote put")
+            await dht.put_value(content_key(values[0]), values[0])
+            await await_until(lambda: held(content_key(values[0])), 20, "a valid remote put")
             await dht.put_value(pk_key, public.serialize())
             await dht.put_value("/ipns/" + "cd" * 20, b"whatever the peer likes")
-            await dht.put_value(dhtrec.content_key(values[1]), values[1])
-            await await_until(lambda: held(dhtrec.content_key(values[1])), 20, "the next valid put")
+            await dht.put_value(content_key(values[1]), values[1])
+            await await_until(lambda: held(content_key(values[1])), 20, "the next valid put")
             assert not held(pk_key) and not held("/ipns/" + "cd" * 20)
-            await dht.put_value(
-                dhtrec.content_key(values[2]), values[2]
-            )  # the 3rd valid put: the last allowed
-            await await_until(lambda: held(dhtrec.content_key(values[2])), 20, "the 3rd valid put")
-            await dht.put_value(dhtrec.content_key(values[3]), values[3])
+            await dht.put_value(content_key(values[2]), values[2])  # the 3rd valid put: the last allowed
+            await await_until(lambda: held(content_key(values[2])), 20, "the 3rd valid put")
+            await dht.put_value(content_key(values[3]), values[3])
             await trio.sleep(0.5)
-            assert not held(dhtrec.content_key(values[3]))  # over the peer's quota
+            assert not held(content_key(values[3]))  # over the peer's quota
             await trio.sleep(1.2)  # a status tick: peers' records must not reach the SQLite mirror
             assert store.mirrored(node.state) == []
             own = b"our own record"
-            store.mirror_record(node.state, dhtrec.content_key(own), own)  # as `dht put` leaves it
-            node.dht.value_store.put(dhtrec.content_key(own).encode(), own)
-            store.mirror_record(node.state, dhtrec.content_key(b"evicted"), b"evicted")
+            store.mirror_record(node.state, content_key(own), own)  # as `dht put` leaves it
+            node.dht.value_store.put(content_key(own).encode(), own)
+            store.mirror_record(node.state, content_key(b"evicted"), b"evicted")
             assert dht_adapter.prune_mirror(node.dht, node.admission) == 1
-            assert store.mirrored(node.state) == [(dhtrec.content_key(own), own)]
+            assert store.mirrored(node.state) == [(content_key(own), own)]
 
     trio.run(scenario)

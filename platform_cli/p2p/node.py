@@ -108,14 +108,15 @@ class Node:
         self.gossipsub.admission = self.admission
         self.pubsub = AccountedPubsub(self.host, self.gossipsub, self.admission, list(self.topics.values()))
         # Created before any connection, or its routing table stays empty.
+        marks = dht_adapter.Marks(self.state)
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
-            validator=dht_adapter.validator(self.admission),
+            validator=dht_adapter.validator(self.admission, marks),
             validator_changed=True,
             strict_validation=True,
         )
-        dht_adapter.charge_remote_puts(self.host, self.dht)
+        dht_adapter.install(self.host, self.dht, self.admission, marks)
         self.sync_server = sync.Server(self.state)
         self._sync_slots = trio.Semaphore(SYNC_CONCURRENCY)
         self._syncing: set[ID] = set()

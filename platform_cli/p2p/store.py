@@ -484,6 +484,11 @@ def dht_marks(state: State) -> dict[str, tuple[str, int, int]]:
     return {key: (signer, ts, seq) for key, signer, ts, seq in rows}
 
 
+def dht_mark(state: State, key: str) -> tuple[int, int] | None:
+    row = state.execute("SELECT ts_ms, seq FROM p2p_dht_marks WHERE key = ?", [key]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def save_dht_mark(state: State, key: str, signer: str, ts_ms: int, seq: int) -> None:
     with write_transaction(state):
         state.execute(
