@@ -473,13 +473,22 @@ def test_sync_client_is_bounded_against_a_hostile_responder(monkeypatch) -> None
     trio.run(oversized_frame)
 
 
-def test_sync_server_times_out_silent_requesters_and_limits_concurrency(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sync, "REQUEST_TIMEOUT_S", 0.3)
+def test_sync_server_bounds_slow_requesters_and_keeps_validators_slots(monkeypatch, tmp_path: Path) -> None:
+    """Requesters that never start, stall mid-request or never read the answer are cut off
+    by deadlines; unknown peers that fill their small pool leave validators' slots free."""
+    monkeypatch.setattr(sync, "FIRST_BYTE_S", 0.2)
+    monkeypatch.setattr(sync, "REQUEST_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(sync, "FRAME_WRITE_S", 0.3)
     state = open_state(tmp_path / "node")
-    server = sync.Server(state, total=2, per_peer=1)
+    topic = gossip.topic_name(NET.netuid, "submissions")
+    envelope = seal(keys_signer(tmp_path), "submission", {"blob": bytes(60_000)})
+    store.store_received(state, topic, envelope, envelope.to_wire(), "peer")
+    server = sync.Server(
+        state, is_validator=lambda peer: peer.startswith("validator"), validators=1, unknown=2
+    )
     closed: list[str] = []
 
-    class Silent(_StreamAdapter):
+    class Named(_StreamAdapter):
         def __init__(self, stream: trio.abc.Stream, name: str) -> None:
             super().__init__(stream)
             self.name = name
@@ -489,22 +498,37 @@ def test_sync_server_times_out_silent_requesters_and_limits_concurrency(monkeypa
             await super().close()
 
     async def scenario() -> None:
-        pairs = [trio.testing.memory_stream_pair() for _ in range(3)]
+        silent, stalled, extra, twice = (trio.testing.memory_stream_pair() for _ in range(4))
+        deaf_client, deaf_server = trio.testing.lockstep_stream_pair()  # a write waits for a read
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.handle, Silent(pairs[0][1], "first"), "peerA")
+            nursery.start_soon(server.handle, Named(silent[1], "silent"), "sybil1")
+            await stalled[0].send_all(b"\x00")  # one byte of the length, then nothing
+            nursery.start_soon(server.handle, Named(stalled[1], "stalled"), "sybil2")
             await trio.sleep(0.05)
-            nursery.start_soon(server.handle, Silent(pairs[1][1], "same peer"), "peerA")
+            nursery.start_soon(server.handle, Named(extra[1], "third sybil"), "sybil3")
+            nursery.start_soon(server.handle, Named(twice[1], "same peer"), "sybil1")
             await trio.sleep(0.05)
-            assert closed == ["same peer"]  # refused at once: peerA is being served
+            assert sorted(closed) == ["same peer", "third sybil"]  # refused at once
+            assert server.slots.held(False) == 2 and server.slots.held(True) == 0
+            nursery.start_soon(server.handle, Named(deaf_server, "never reads"), "validator1")
+            await sync.write_frame(_StreamAdapter(deaf_client), {"op": "since", "after_row": 0})
+            await trio.sleep(0.05)
+            assert server.slots.held(True) == 1  # a validator is served while sybils hold theirs
             with trio.fail_after(5):
-                while "first" not in closed:  # never sends its request: dropped
+                while len(closed) < 5:
                     await trio.sleep(0.02)
-            assert not server._active
+            assert {"silent", "stalled", "never reads"} <= set(closed)
+            assert server.slots.held(False) == server.slots.held(True) == 0
 
     trio.run(scenario)
     got, _ = _exchange(server, {"op": "since", "after_row": 0})
-    assert got == []  # the server still serves afterwards
+    assert [w for _, w in got] == [envelope.to_wire()]  # the server still serves afterwards
     state.close()
+
+
+def keys_signer(root: Path) -> Signer:
+    KeyStore(root / "sync-keys").new("s", "ed25519")
+    return KeyStore(root / "sync-keys").signer("s")
 
 
 def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:

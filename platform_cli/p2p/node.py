@@ -49,7 +49,10 @@ log = logging.getLogger("platform.p2p")
 QUEUE_SIZE = 8192
 POLL_S = 0.02
 LATENCY_EVERY_S = 10
-SYNC_CONCURRENCY = 2
+SYNC_VALIDATORS = 2
+SYNC_UNKNOWN = 1
+"""Pulls at once from peers bound to validators, and from the others (a slow responder
+holds a slot for FRAME_READ_S per frame at most, and sybils only the unknown one)."""
 PRUNE_EVERY_S = 60
 PEER_FORGET_MS = 24 * 3600 * 1000
 """Unbound peers not seen for this long are dropped from the peer table."""
@@ -117,8 +120,8 @@ class Node:
             strict_validation=True,
         )
         dht_adapter.install(self.host, self.dht, self.admission, marks)
-        self.sync_server = sync.Server(self.state)
-        self._sync_slots = trio.Semaphore(SYNC_CONCURRENCY)
+        self.sync_server = sync.Server(self.state, is_validator=self.is_validator_peer)
+        self._sync_pools = {True: trio.Semaphore(SYNC_VALIDATORS), False: trio.Semaphore(SYNC_UNKNOWN)}
         self._syncing: set[ID] = set()
         self.host.set_stream_handler(TProtocol(sync.PROTOCOL), self._sync_handler)
         self.ping = PingService(self.host)
@@ -309,25 +312,40 @@ class Node:
     async def _sync_handler(self, stream: Any) -> None:
         await self.sync_server.handle(stream, stream.muxed_conn.peer_id.to_base58())
 
+    def is_validator_peer(self, peer_id: str) -> bool:
+        return peer_id in self.admission.validator_peers()
+
     async def sync_from(self, peer: ID) -> int:
-        """Pull what ``peer`` holds beyond our cursor for it (see ``sync.pull``), at most
-        ``SYNC_CONCURRENCY`` peers at once and one pull per peer; the number stored."""
+        """Pull what ``peer`` holds beyond our cursor for it (see ``sync.pull``), a few
+        peers at once from each pool and one pull per peer; the number stored."""
         if peer in self._syncing:
             return 0
         self._syncing.add(peer)
         try:
-            async with self._sync_slots:
+            pool = await self._sync_slot(peer)
+            try:
                 return await sync.pull(
                     self.admission,
                     peer.to_base58(),
                     lambda: self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)]),
                     lambda: self.pubsub.is_peer_blacklisted(peer),
                 )
+            finally:
+                pool.release()
         except Exception as exc:  # one failed sync (a locked database...) must not stop the node
             log.warning("sync aborted peer=%s error=%s: %s", peer, type(exc).__name__, exc)
             return 0
         finally:
             self._syncing.discard(peer)
+
+    async def _sync_slot(self, peer: ID) -> trio.Semaphore:
+        """A slot of the peer's pool, asked again every second: a peer's announcement may
+        bind it to a validator while it waits among the unknown."""
+        while True:
+            pool = self._sync_pools[self.is_validator_peer(peer.to_base58())]
+            with trio.move_on_after(1):
+                await pool.acquire()
+                return pool
 
 
 def check_ports_free(listen: tuple[str, ...]) -> None:
