@@ -251,3 +251,30 @@ def _register_with_validators(data_dir: Path, hotkey: str) -> None:
         assert old is not None
         miner = Neuron(len(old.neurons), hotkey, hotkey, 0, False)
         save_snapshot(state, Snapshot(NETWORK.netuid, old.block + 1, old.tempo, (*old.neurons, miner)))
+
+
+def test_messages_an_outbound_queue_drops_are_counted(tmp_path: Path) -> None:
+    """py-libp2p drops what does not fit a peer's outbound queue: counted per topic."""
+    miner = _signer(tmp_path / "keys", "miner")
+    for name in ("a", "b"):
+        _register(tmp_path / name, miner.ss58)
+
+    async def scenario() -> None:
+        from libp2p.pubsub.rpc_queue import RpcQueue
+
+        async with node_in_process(tmp_path / "a") as a, node_in_process(tmp_path / "b") as b:
+            await b.dial(a.addrs[0])
+            await await_until(
+                lambda: b.host.get_id() in a.gossipsub.mesh.get(SUBMISSIONS, ()), 20, "A-B mesh"
+            )
+            a.pubsub.peer_queues[b.host.get_id()] = RpcQueue(max_size=1)  # nobody drains this one
+            for seq in range(1, 6):
+                await a.pubsub.publish(SUBMISSIONS, _seal(miner, seq))
+            await await_until(
+                lambda: _reasons(a.state).get(("forward_dropped", "queue_full"), 0) >= 4,
+                10,
+                "the drops counted",
+            )
+            assert traffic_totals(a.state, "own")["admitted"] == 5  # stored here, not all forwarded
+
+    trio.run(scenario)

@@ -210,13 +210,20 @@ class Admission:
         return reason
 
     def drop(
-        self, topic: str, reason: str, forwarder: str, detail: str = "", *, outcome: str = "dropped"
+        self,
+        topic: str,
+        reason: str,
+        forwarder: str,
+        detail: str = "",
+        *,
+        outcome: str = "dropped",
+        via: str = "gossip",
     ) -> None:
-        """Count a gossiped message the pubsub layer dropped before admission (or refused
-        again from its cache: ``outcome="refused"``) and charge its forwarder."""
+        """Count a message the pubsub layer dropped before admission (or refused without
+        it: ``outcome="refused"``) and charge its forwarder."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug("dropped topic=%s reason=%s forwarder=%s %s", topic, reason, forwarder, detail)
-        self.tally.count(self.label(topic), "gossip", outcome, reason, detail, now_ms=now_ms())
+        self.tally.count(self.label(topic), via, outcome, reason, detail, now_ms=now_ms())
         self.charge(forwarder, reason)
 
     def received(self, topic: str, n: int = 1) -> None:

@@ -126,10 +126,14 @@ class AccountedPubsub(Pubsub):
         token = _push.set(push)
         try:
             await super().push_msg(msg_forwarder, msg)
+        except Exception:
+            if not push.validated:
+                self.admission.drop(topic, "local_failure", "")
+            raise
         finally:
             _push.reset(token)
-            if not push.validated:  # py-libp2p stopped before our validator
-                self.admission.drop(topic, self._late_drop(msg_forwarder, msg), forwarder)
+        if not push.validated:  # py-libp2p stopped before our validator
+            self.admission.drop(topic, self._late_drop(msg_forwarder, msg), forwarder)
 
     def _early_drop(self, forwarder: ID, msg: Any) -> str | None:
         """The checks py-libp2p's push_msg makes first, in its order."""
@@ -154,9 +158,10 @@ class AccountedPubsub(Pubsub):
                 push.validated = True
             msg_id = self._msg_id_constructor(msg)
             peer = forwarder.to_base58()
+            via = "own" if forwarder == self.my_id else "gossip"
             if len(msg.topicIDs) != 1:
                 self.validation_cache.reasons[msg_id] = "malformed"
-                self.admission.drop(topic, "malformed", peer, "several topics", outcome="refused")
+                self.admission.drop(topic, "malformed", peer, "several topics", outcome="refused", via=via)
                 return False
             try:
                 origin = ID(msg.from_id).to_base58()
@@ -164,9 +169,8 @@ class AccountedPubsub(Pubsub):
             except Exception as exc:  # a bug or a locked database must not kill the pubsub reader
                 log.exception("admission failed topic=%s", topic)
                 self.validation_cache.transient.add(msg_id)
-                self.admission.drop(
-                    topic, "local_failure", "", f"{type(exc).__name__}: {exc}", outcome="refused"
-                )
+                detail = f"{type(exc).__name__}: {exc}"
+                self.admission.drop(topic, "local_failure", "", detail, outcome="refused", via=via)
                 if msg.from_id == self.host.get_id().to_bytes():
                     digest = hashlib.sha256(msg.data).digest()
                     self.admission.own_refusals[digest] = f"local_failure: {type(exc).__name__}: {exc}"

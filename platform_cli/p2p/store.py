@@ -72,17 +72,20 @@ def store_received(
     (``via`` by default)."""
     msg_id = hashlib.sha256(wire).hexdigest()
     with write_transaction(state):
-        if seen(state, msg_id):
-            return False
+        inserted = state.execute(
+            "INSERT OR IGNORE INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms]
+        ).rowcount
+        if not inserted:
+            return False  # held already
         current = window(state, envelope.signer, envelope.kind)
         problem = current.check(envelope.seq)
         if problem is not None and via != "sync":
+            state.execute("DELETE FROM p2p_seen WHERE msg_id = ?", [msg_id])
             detail = f"{envelope.signer} seq {envelope.seq}: {problem}"
             add_traffic(state, [TallyRow(topic, counted_as or via, "refused", "replay", 1, now_ms(), detail)])
             return False
         if problem is None:
             _save_window(state, envelope.signer, envelope.kind, current.accept(envelope.seq))
-        state.execute("INSERT INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms])
         state.execute(
             "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
