@@ -58,8 +58,7 @@ CONFIG = (
 
 def cpu_seconds(node: NodeProc) -> float:
     assert node.proc is not None
-    fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    return pid_cpu_seconds(node.proc.pid)
 
 
 def publish_at(node: NodeProc, rate: float, count: int, tag: str) -> list[str]:
@@ -200,18 +199,22 @@ def settled(node: NodeProc, before: dict[str, int], count: int) -> dict[str, int
 def flood_capacity(root: Path, rounds: int, linger: float) -> None:
     print(f"flood: one peer publishes {FLOOD} x 1 KiB as fast as it can (same run, alternating)")
     node, miner = flood_node(root, CONFIG)
-    raw_rates, our_rates = [], []
+    raw_rates, our_rates, raw_cpu, our_cpu = [], [], [], []
     try:
         for i in range(rounds):
             sink = Sink(TOPIC)
+            cpu0 = pid_cpu_seconds(sink.proc.pid)
             sent = flood(
                 sink.addrs, TOPIC, flood_messages(root, miner, f"raw{i}"), root / "raw.bin", linger=linger
             )
+            raw_cpu.append(1e3 * (pid_cpu_seconds(sink.proc.pid) - cpu0) / FLOOD)
             delivered, last_ms = sink.finish()
             raw_rates.append(rate_or_zero(delivered, last_ms - sent.start_ms))
             messages = flood_messages(root, miner, f"ours{i}")
             before = traffic_totals(node.state)
+            cpu0 = cpu_seconds(node)
             sent = flood(node.addrs, TOPIC, messages, root / "ours.bin", linger=linger)
+            our_cpu.append(1e3 * (cpu_seconds(node) - cpu0) / FLOOD)
             counts = settled(node, before, FLOOD)
             ids = [hashlib.sha256(m).hexdigest() for m in messages]
             marks = ",".join("?" * len(ids))
@@ -220,8 +223,9 @@ def flood_capacity(root: Path, rounds: int, linger: float) -> None:
             ).fetchone()
             our_rates.append(rate_or_zero(stored, (last or 0) - sent.start_ms))
             print(
-                f"  round {i + 1}: plain py-libp2p delivered {delivered}/{FLOOD} ({raw_rates[-1]:.0f}/s); "
-                f"node admitted {stored}/{FLOOD} ({our_rates[-1]:.0f}/s), counters {counts}"
+                f"  round {i + 1}: plain py-libp2p delivered {delivered}/{FLOOD} ({raw_rates[-1]:.0f}/s, "
+                f"{raw_cpu[-1]:.2f} ms CPU a message); node admitted {stored}/{FLOOD} ({our_rates[-1]:.0f}/s, "
+                f"{our_cpu[-1]:.2f} ms CPU a message), counters {counts}"
             )
     finally:
         node.stop()
@@ -230,6 +234,15 @@ def flood_capacity(root: Path, rounds: int, linger: float) -> None:
         f"zero-loss rate, plain py-libp2p: {raw:.0f} msg/s; node with admission: {ours:.0f} msg/s (medians)"
     )
     print(f"ratio node / plain py-libp2p zero-loss rate: {ours / raw if raw else 0:.2f}")
+    cpu_ratio = statistics.median(raw_cpu) / statistics.median(our_cpu)
+    print(
+        f"ratio plain py-libp2p / node CPU per message (the rate each could sustain alone): {cpu_ratio:.2f}"
+    )
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rate_or_zero(delivered: int, elapsed_ms: int) -> float:
