@@ -93,11 +93,13 @@ def test_sync_refuses_what_is_older_than_the_retention(state: State, signer: Sig
 
 def test_store_refuses_what_the_window_refuses_in_the_same_transaction(state: State, signer: Signer) -> None:
     envelope = seal(signer, 7)
-    # Another process took the number between admission and storing.
-    store.accept_seq(state, signer.ss58, "submission", 7)
+    # Another message with the same number was stored between admission and storing.
+    other = seal(signer, 7, body={"other": 7})
+    assert store.store_received(state, TOPIC, other, other.to_wire(), "peerB")
     assert not store.store_received(state, TOPIC, envelope, envelope.to_wire(), "peerA")
-    assert inbox_size(state) == 0
+    assert inbox_size(state) == 1
     assert count(state, "replay") == 1
+    assert not store.seen(state, envelope.message_id())  # refused: not remembered as held
 
 
 def test_our_own_message_already_held_goes_out_again(state: State, signer: Signer) -> None:

@@ -563,3 +563,18 @@ def test_put_quota_per_peer_and_per_pool_per_window() -> None:
         quota.charge("x", 10, NOW, validator=True) == "the validators peers together exceed the DHT put quota"
     )
     assert quota.charge("a", 10, NOW + 1000) is None  # a new window
+
+
+def test_tally_counts_in_memory_and_drains_in_batches() -> None:
+    tally = gossip.Tally()
+    for i in range(1000):
+        tally.count("t", "gossip", "refused", "wrong_role", f"detail {i}", now_ms=NOW + i)
+    tally.count("t", "gossip", "received", now_ms=NOW, n=1000)
+    rows = {(r.outcome, r.reason): r for r in tally.drain()}
+    assert rows[("refused", "wrong_role")].count == 1000 and rows[("received", "")].count == 1000
+    assert rows[("refused", "wrong_role")].last_detail == "detail 999"
+    assert tally.drain() == []  # drained: the next batch starts from zero
+    tally.count("t", "gossip", "refused", "wrong_role", now_ms=NOW + 5000)
+    tally.merge(list(rows.values()))  # a failed write puts its rows back
+    merged = {(r.outcome, r.reason): r.count for r in tally.drain()}
+    assert merged == {("refused", "wrong_role"): 1001, ("received", ""): 1000}

@@ -224,7 +224,6 @@ class Standing:
         return len(self._points)
 
 
-VIAS = ("gossip", "sync", "own")
 OUTCOMES = ("received", "admitted", "refused", "dropped", "forward_dropped")
 """What happens to a message: every one ``received`` is ``admitted``, ``refused`` (by
 admission) or ``dropped`` (before admission: a duplicate, a banned peer...); an admitted
@@ -281,9 +280,6 @@ class Tally:
             self.count(
                 row.topic, row.via, row.outcome, row.reason, row.last_detail, now_ms=row.last_ms, n=row.count
             )
-
-    def __len__(self) -> int:
-        return len(self._rows)
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,6 @@ def window(state: State, signer: str, kind: str) -> BitWindow:
     return BitWindow.from_bytes(found[0], found[1]) if found else BitWindow()
 
 
-def accept_seq(state: State, signer: str, kind: str, seq: int) -> None:
-    """Record ``seq`` as used by ``signer`` for ``kind``; raises ValueError on a replay."""
-    with write_transaction(state):
-        _save_window(state, signer, kind, window(state, signer, kind).accept(seq))
-
-
 def _save_window(state: State, signer: str, kind: str, updated: BitWindow) -> None:
     state.execute(
         "INSERT INTO p2p_windows (signer, kind, high, bits) VALUES (?, ?, ?, ?) "
