@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from platform_cli import __version__
+from platform_cli.commands.params import DIRECTORY, FILE
 from platform_cli.errors import PlatformError
 
 # name -> (module, attribute, one-line help). The help is here so that listing commands
@@ -39,6 +40,12 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "weights",
         "Aggregate scores into weights; show, submit, history.",
     ),
+    "scores": (
+        "platform_cli.commands.scores",
+        "scores",
+        "Score reports: counted for an epoch, or refused with the reason.",
+    ),
+    "state": ("platform_cli.commands.state", "state", "The state database: integrity check, online backup."),
 }
 
 
@@ -59,12 +66,20 @@ class LazyGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.ClickException as exc:
+            raise OneLineError(exc) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except PlatformError as exc:
             _report(ctx, exc)
             ctx.exit(exc.exit_code)
+        except click.ClickException as exc:
+            raise OneLineError(exc) from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
@@ -74,19 +89,42 @@ class LazyGroup(click.Group):
 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             ctx.exit(141)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except (click.exceptions.Exit, click.Abort):
             raise
-        except Exception as exc:  # a bug: say so in one line; -v shows the traceback
-            _report(ctx, exc, internal=True)
+        except Exception as exc:
+            from platform_cli.errors import storage_error
+
+            mapped = storage_error(exc, getattr(ctx.obj, "data_dir", "?"))
+            if mapped is not None:  # the machine's fault (read-only, full, damaged): say which
+                _report(ctx, mapped, cause=exc)
+                ctx.exit(mapped.exit_code)
+            _report(ctx, exc, internal=True)  # a bug: say so in one line; -v shows the traceback
             ctx.exit(70)
 
 
-def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> None:
+class OneLineError(click.ClickException):
+    """A click usage error as one ``error:`` line (click prints usage, a hint and the error)."""
+
+    def __init__(self, original: click.ClickException) -> None:
+        message = original.format_message()
+        context = getattr(original, "ctx", None)
+        if isinstance(original, click.UsageError) and context is not None:
+            message = f"{message.rstrip('.')} (see '{context.command_path} --help')"
+        super().__init__(message)
+        self.exit_code = original.exit_code
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _report(
+    ctx: click.Context, exc: BaseException, internal: bool = False, cause: BaseException | None = None
+) -> None:
     verbose = bool(getattr(ctx.obj, "verbose", 0))
     if verbose:
         import traceback
 
-        traceback.print_exception(exc, file=sys.stderr)
+        traceback.print_exception(cause or exc, file=sys.stderr)
     if internal:
         hint = "" if verbose else " (run with -v for details)"
         click.echo(f"internal error: {type(exc).__name__}: {exc}{hint}", err=True)
@@ -94,10 +132,10 @@ def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> N
         click.echo(f"error: {exc}", err=True)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("platform", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=DIRECTORY,
     envvar="PLATFORM_DATA_DIR",
     default=Path("data"),
     show_default=True,
@@ -106,11 +144,11 @@ def _report(ctx: click.Context, exc: BaseException, internal: bool = False) -> N
 @click.option(
     "--config",
     "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="TOML config [default: platform.toml in the data dir].",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (JSON lines for lists).")
-@click.option("-v", "--verbose", count=True, help="More logging; -vv for debug.")
+@click.option("-v", "--verbose", count=True, help="Log lines on stderr: -v info, -vv debug.")
 @click.version_option(__version__, prog_name="platform")
 @click.pass_context
 def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: bool, verbose: int) -> None:
@@ -119,15 +157,19 @@ def cli(ctx: click.Context, data_dir: Path, config_path: Path | None, as_json: b
 
     from platform_cli.context import AppContext
 
-    level = logging.WARNING - 10 * verbose
+    # One-shot commands say what went wrong in one 'error:' line; log lines are for -v
+    # (-v info, -vv debug). Long-running services raise this to warnings (AppContext.serving).
+    level = (logging.CRITICAL + 1, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(
-        level=max(level, logging.DEBUG),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
     app = AppContext(data_dir=data_dir, config_path=config_path, json=as_json, verbose=verbose)
     ctx.obj = app
     ctx.call_on_close(app.close)
+    if config_path is not None:  # named explicitly: load and check it whatever the command reads
+        app.validate_config()
 
 
 def main() -> None:

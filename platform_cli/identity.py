@@ -11,16 +11,23 @@ nothing here ever prints it.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import re
+import secrets
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from platform_cli import files
 from platform_cli.errors import PlatformError, UsageError
 
 SCHEMES = ("sr25519", "ed25519")
+KEY_FILE_MAX_BYTES = 64 * 1024
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -103,7 +110,15 @@ def _ed25519_from_seed(seed_hex: str) -> Any:
 
 
 class KeyStore:
-    """Key files under ``<data-dir>/keys``."""
+    """Key files under ``<data-dir>/keys``, handled as ssh handles ``~/.ssh``.
+
+    The directory must be a real directory (not a symlink) owned by this user and not
+    writable by group or others; everything inside is reached through its descriptor,
+    so no symlink swapped in along the way is followed. A key file is written once: to a
+    temporary file of a unique name (``O_EXCL | O_NOFOLLOW``, mode 0600), fsynced, then
+    hard-linked to ``NAME.json``, which fails if the name exists: of several processes
+    creating one name, exactly one wins and its file holds the key it reports.
+    """
 
     def __init__(self, data_dir: Path) -> None:
         self.root = Path(data_dir) / "keys"
@@ -113,7 +128,14 @@ class KeyStore:
             raise UsageError(f"key name {name!r} is invalid: use letters, digits, '.', '_' or '-' (max 64)")
         return self.root / f"{name}.json"
 
-    def new(self, name: str, scheme: str) -> PublicIdentity:
+    def new(
+        self, name: str, scheme: str, record: Callable[[PublicIdentity], None] | None = None
+    ) -> PublicIdentity:
+        """Generate a key; ``record`` (the audit entry) runs once the file is in place.
+
+        If ``record`` fails, the key file is removed again: both or neither.
+        """
+        self.path(name)
         if scheme == "sr25519":
             import bittensor_core
 
@@ -129,10 +151,17 @@ class KeyStore:
             ss58 = bittensor_core.ss58_encode(bytes(key.verify_key))
         else:
             raise UsageError(f"scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
-        return self._write(PublicIdentity(name, scheme, ss58, "generated"), secret)
+        return self._write(PublicIdentity(name, scheme, ss58, "generated"), secret, record)
 
-    def import_wallet(self, name: str, wallet: str, hotkey: str, wallet_path: str | None) -> PublicIdentity:
-        """Copy a Bittensor wallet hotkey, read with the bittensor SDK."""
+    def import_wallet(
+        self,
+        name: str,
+        wallet: str,
+        hotkey: str,
+        wallet_path: str | None,
+        record: Callable[[PublicIdentity], None] | None = None,
+    ) -> PublicIdentity:
+        """Copy a Bittensor wallet hotkey (found and, if encrypted, unlocked by the SDK)."""
         self.path(name)
         import bittensor
         import bittensor_core
@@ -140,49 +169,135 @@ class KeyStore:
         kwargs = {"name": wallet, "hotkey": hotkey}
         if wallet_path:
             kwargs["path"] = str(Path(wallet_path).expanduser())
+        where = f"hotkey {hotkey!r} of wallet {wallet!r}"
         try:
-            keypair = bittensor.Wallet(**kwargs).hotkey
-        except Exception as exc:  # the SDK raises several types for a missing or bad file
-            raise PlatformError(f"cannot read hotkey {hotkey!r} of wallet {wallet!r}: {exc}") from None
+            keyfile = bittensor.Wallet(**kwargs).hotkey_file
+            data = files.read_limited(keyfile.path, KEY_FILE_MAX_BYTES, "hotkey file")
+            if bittensor_core.keyfile_data_is_encrypted(data):
+                keypair = keyfile.get_keypair()
+            else:
+                keypair = bittensor_core.deserialize_keypair_from_keyfile_data(data)
+        except Exception as exc:  # ours for a bad file; the SDK's several types for a bad key or password
+            raise PlatformError(f"cannot read {where}: {exc}") from None
         scheme = "ed25519" if keypair.crypto_type == bittensor_core.CRYPTO_ED25519 else "sr25519"
         if scheme == "ed25519":
-            raise PlatformError(
-                f"hotkey {hotkey!r} of wallet {wallet!r} is ed25519; import supports sr25519 hotkeys"
-            )
+            raise PlatformError(f"{where} is ed25519; import supports sr25519 hotkeys")
         secret = {"keyfile": bittensor_core.serialized_keypair_to_keyfile_data(keypair).decode()}
         return self._write(
-            PublicIdentity(name, scheme, keypair.ss58_address, f"wallet:{wallet}/{hotkey}"), secret
+            PublicIdentity(name, scheme, keypair.ss58_address, f"wallet:{wallet}/{hotkey}"), secret, record
         )
 
-    def _write(self, identity: PublicIdentity, secret: dict[str, str]) -> PublicIdentity:
+    def _write(
+        self,
+        identity: PublicIdentity,
+        secret: dict[str, str],
+        record: Callable[[PublicIdentity], None] | None,
+    ) -> PublicIdentity:
         path = self.path(identity.name)
-        if path.exists():
-            raise PlatformError(f"key {identity.name!r} already exists at {path}")
-        self.root.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o700)
         document = json.dumps({**identity.to_json(), "secret": secret}, indent=2).encode()
-        tmp = path.with_suffix(".json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        root = self._create_root()
         try:
-            os.write(fd, document)
-            os.fsync(fd)
+            self._link_new(root, path, document)
+            try:
+                if record is not None:
+                    record(identity)
+            except BaseException:
+                os.unlink(path.name, dir_fd=root)
+                os.fsync(root)
+                raise
         finally:
-            os.close(fd)
-        os.link(tmp, path)  # fails if the name was taken meanwhile: never overwrite a key
-        os.unlink(tmp)
+            os.close(root)
         return identity
 
-    def _read(self, name: str) -> dict[str, Any]:
-        path = self.path(name)
+    def _link_new(self, root: int, path: Path, document: bytes) -> None:
+        """Create ``path`` (in the directory ``root``) holding ``document``, never replacing a file."""
+        tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
-            document = json.loads(path.read_text())
+            fd = os.open(tmp, flags, 0o600, dir_fd=root)
+        except OSError as exc:  # name the directory, not a path relative to its descriptor
+            raise OSError(exc.errno, exc.strerror, str(self.root)) from None
+        try:
+            try:
+                with os.fdopen(fd, "wb", closefd=False) as handle:
+                    handle.write(document)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path.name, src_dir_fd=root, dst_dir_fd=root, follow_symlinks=False)
+            except FileExistsError:
+                raise PlatformError(f"key {path.stem!r} already exists at {path}") from None
+        finally:
+            os.unlink(tmp, dir_fd=root)
+        os.fsync(root)
+
+    def _create_root(self) -> int:
+        """A descriptor of ``keys/``, created (mode 0700) if absent; checked as :meth:`_open_root`."""
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(self.root, 0o700)
+        root = self._open_root()
+        if root is None:
+            raise PlatformError(f"keys directory {self.root} vanished while it was being created")
+        return root
+
+    def _open_root(self) -> int | None:
+        """A descriptor of ``keys/`` (``None`` if absent), refusing what ssh refuses for ``~/.ssh``."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and self.root.is_symlink():
+                raise PlatformError(
+                    f"keys directory {self.root} is a symbolic link: refusing to use it"
+                ) from None
+            if exc.errno == errno.ENOTDIR:
+                raise PlatformError(f"keys directory {self.root} is not a directory") from None
+            raise PlatformError(f"cannot open keys directory {self.root}: {exc.strerror}") from None
+        info = os.fstat(fd)
+        problem = None
+        if info.st_uid != os.geteuid():
+            problem = f"is owned by uid {info.st_uid}, not by this user (uid {os.geteuid()})"
+        elif info.st_mode & 0o022:
+            problem = f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 700 it"
+        if problem:
+            os.close(fd)
+            raise PlatformError(f"keys directory {self.root} {problem}")
+        return fd
+
+    def _read(self, name: str, *, secret: bool = False) -> dict[str, Any]:
+        path = self.path(name)
+        root = self._open_root()
+        if root is None:
+            raise PlatformError(f"no key named {name!r} (looked for {path}); see 'platform keys list'")
+        try:
+            data, info = files.read_regular(
+                path.name, KEY_FILE_MAX_BYTES, "key file", dir_fd=root, shown=path
+            )
+        except PlatformError as exc:
+            if not os.path.lexists(path):
+                raise PlatformError(
+                    f"no key named {name!r} (looked for {path}); see 'platform keys list'"
+                ) from None
+            raise exc from None
+        finally:
+            os.close(root)
+        if secret and info.st_mode & 0o077:
             raise PlatformError(
-                f"no key named {name!r} (looked for {path}); see 'platform keys list'"
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
+                f"key file {path} is open to others (mode {stat.S_IMODE(info.st_mode):04o}): chmod 600 it"
+            )
+        try:
+            document = json.loads(data)
+        except (ValueError, RecursionError) as exc:
             raise PlatformError(f"key file {path} is unreadable: {exc}") from None
-        if not isinstance(document, dict) or document.get("scheme") not in SCHEMES:
+        if (
+            not isinstance(document, dict)
+            or document.get("scheme") not in SCHEMES
+            or not isinstance(document.get("ss58"), str)
+            or not isinstance(document.get("source", ""), str)
+        ):
             raise PlatformError(f"key file {path} is not a platform key file")
         return document
 
@@ -190,24 +305,37 @@ class KeyStore:
         doc = self._read(name)
         return PublicIdentity(name, doc["scheme"], doc["ss58"], doc.get("source", ""))
 
-    def list(self) -> list[PublicIdentity]:
-        if not self.root.is_dir():
-            return []
-        return [self.show(path.stem) for path in sorted(self.root.glob("*.json"))]
+    def scan(self) -> tuple[list[PublicIdentity], list[tuple[str, PlatformError]]]:
+        """The healthy keys, and each broken key file's name with what is wrong with it."""
+        root = self._open_root()
+        if root is None:
+            return [], []
+        try:
+            names = sorted(entry[: -len(".json")] for entry in os.listdir(root) if entry.endswith(".json"))
+        finally:
+            os.close(root)
+        found: list[PublicIdentity] = []
+        broken: list[tuple[str, PlatformError]] = []
+        for name in names:
+            try:
+                found.append(self.show(name))
+            except PlatformError as exc:
+                broken.append((name, exc))
+        return found, broken
 
     def signer(self, name: str) -> Signer:
-        doc = self._read(name)
+        doc = self._read(name, secret=True)
         identity = PublicIdentity(name, doc["scheme"], doc["ss58"], doc.get("source", ""))
+        import bittensor_core
+
         try:
             if identity.scheme == "sr25519":
                 secret = _sr25519_from_keyfile(doc["secret"]["keyfile"])
                 derived = secret.ss58_address
             else:
-                import bittensor_core
-
                 secret = _ed25519_from_seed(doc["secret"]["seed"])
                 derived = bittensor_core.ss58_encode(bytes(secret.verify_key))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, bittensor_core.KeyfileError) as exc:
             raise PlatformError(f"key file {self.path(name)} holds no usable secret: {exc}") from None
         if derived != identity.ss58:
             raise PlatformError(f"key file {self.path(name)}: secret does not match address {identity.ss58}")

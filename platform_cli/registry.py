@@ -4,6 +4,11 @@ A signed update file is JSON: ``{"envelope": <envelope in file form>, "module": 
 WASM, for add and update>}``. The envelope's body carries the challenge metadata with the
 module's sha256, so the signature covers both; the module travels beside it and must hash
 to the signed value.
+
+``registry_versions`` holds every version's current state; ``registry_history`` every
+committed change with the block from which it takes effect, written in the same
+transaction as the change (``commit_update``), so the registry as of any block can be
+read back (``active_at``).
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from platform_cli import files
 from platform_cli.clock import now_ms
-from platform_cli.config import Config, read_toml
+from platform_cli.config import Config
 from platform_cli.core import envelope as env
 from platform_cli.core import registry as core
 from platform_cli.core.challenge import (
@@ -55,11 +61,12 @@ class SignedUpdate:
 def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
     """Read ``challenge.toml`` and its module; the module must match the declared sha256."""
     try:
-        spec = parse_spec(read_toml(toml_path))
+        spec = parse_spec(files.read_toml(toml_path, "challenge file"))
     except SpecError as exc:
         raise PlatformError(f"{toml_path}: {exc}") from None
     module_path = files.inside(toml_path.parent, spec.module_path, f"{toml_path}: module.path")
-    module = files.read_limited(module_path, MAX_MODULE_BYTES, "module")
+    written = toml_path.parent / spec.module_path  # errors name the path as the file gives it
+    module = files.read_regular(module_path, MAX_MODULE_BYTES, "module", shown=written)[0]
     actual = hashlib.sha256(module).hexdigest()
     if actual != spec.module_sha256:
         raise PlatformError(
@@ -68,7 +75,20 @@ def load_challenge(toml_path: Path) -> tuple[ChallengeSpec, bytes]:
     return spec, module
 
 
-def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, action: str) -> SignedUpdate:
+def sign_update(
+    state: State,
+    config: Config,
+    toml_path: Path,
+    signer: Signer,
+    action: str,
+    emit: Callable[[SignedUpdate], None] = lambda update: None,
+) -> SignedUpdate:
+    """Sign an update; ``emit`` writes it out before the signing is recorded in the audit log.
+
+    The sequence number is reserved (and committed) before the signature exists, so it is
+    never used twice even if the process dies; the audit entry is written only once
+    ``emit`` returned, so a failed output records nothing.
+    """
     spec, module = load_challenge(toml_path)
     kind = core.Action(action)
     now = now_ms()
@@ -83,13 +103,15 @@ def sign_update(state: State, config: Config, toml_path: Path, signer: Signer, a
         body={"action": kind.value, "challenge": spec.to_canonical()},
         sign=signer.sign,
     )
+    update = SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
+    emit(update)
     audit.append(
         state,
         signer.ss58,
         "registry.sign",
         {"challenge": spec.id, "version": spec.version, "action": kind.value, "seq": seq},
     )
-    return SignedUpdate(envelope, module if kind in MODULE_ACTIONS else None)
+    return update
 
 
 UPDATE_FILE_MAX_BYTES = UPDATE_MAX_BYTES + MAX_MODULE_BYTES * 4 // 3 + 1024
@@ -161,7 +183,19 @@ def registry_state(state: State) -> core.RegistryState:
     ):
         spec = spec_from_canonical(json.loads(spec_text))
         versions[(spec.id, spec.version)] = core.VersionRecord(spec, core.Lifecycle(lifecycle), update_id)
-    return core.RegistryState(versions)
+    history = tuple(
+        core.Transition(update_id, cid, version, core.Lifecycle(previous), core.Lifecycle(new), block)
+        for update_id, cid, version, previous, new, block in state.execute(
+            "SELECT update_id, challenge_id, version, previous, state, effective_block "
+            "FROM registry_history ORDER BY seq"
+        )
+    )
+    return core.RegistryState(versions, history)
+
+
+def active_at(state: State, block: int) -> dict[str, core.VersionRecord]:
+    """Challenge id -> the version active at ``block`` by the committed history."""
+    return registry_state(state).active_at(block)
 
 
 def _save_versions(state: State, before: core.RegistryState, after: core.RegistryState, now: int) -> None:
@@ -179,6 +213,23 @@ def _save_versions(state: State, before: core.RegistryState, after: core.Registr
                 json.dumps(record.spec.to_canonical(), sort_keys=True),
                 record.spec.module_sha256,
                 record.update_id,
+                now,
+            ],
+        )
+
+
+def _save_history(state: State, before: core.RegistryState, after: core.RegistryState, now: int) -> None:
+    for change in after.history[len(before.history) :]:
+        state.execute(
+            "INSERT INTO registry_history (update_id, challenge_id, version, previous, state, effective_block, "
+            "committed_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                change.update_id,
+                change.challenge,
+                change.version,
+                change.previous.value,
+                change.state.value,
+                change.effective_block,
                 now,
             ],
         )
@@ -235,8 +286,18 @@ def propose(state: State, config: Config, update: SignedUpdate) -> str:
     return update_id
 
 
-def commit_update(state: State, config: Config, update_id: str) -> core.RegistryState:
-    """Apply an agreed, pending update to the registry (called by the consensus engine)."""
+def commit_update(
+    state: State, config: Config, update_id: str, *, effective_block: int
+) -> core.RegistryState:
+    """Apply an agreed, pending update to the registry; the consensus engine's entry point.
+
+    ``effective_block`` is the block from which the change takes effect, as the committed
+    entry names it: every validator switches versions at the same point. It must be at or
+    after the previous committed update's (else :class:`PlatformError`, nothing written).
+    The version states and their history rows are written in one transaction. An update
+    that no longer applies (a conflicting update was committed first) is marked
+    ``rejected`` with the reason and its draft dropped.
+    """
     now = now_ms()
     with write_transaction(state):
         row = state.execute(
@@ -249,7 +310,11 @@ def commit_update(state: State, config: Config, update_id: str) -> core.Registry
         envelope = env.from_file_json(json.loads(row[0]))
         before = registry_state(state)
         try:
-            after = core.apply(before, envelope, config.network.sudo)
+            core.check_effective_block(before, effective_block)
+        except core.RegistryError as exc:
+            raise PlatformError(f"cannot commit update {update_id[:16]}: {exc}") from None
+        try:
+            after = core.apply(before, envelope, config.network.sudo, effective_block=effective_block)
         except core.RegistryError as exc:
             state.execute(
                 "UPDATE registry_updates SET status = 'rejected', reason = ?, decided_ms = ? WHERE update_id = ?",
@@ -259,11 +324,14 @@ def commit_update(state: State, config: Config, update_id: str) -> core.Registry
             audit.append(state, "consensus", "registry.reject", {"update_id": update_id, "reason": str(exc)})
             return before
         _save_versions(state, before, after, now)
+        _save_history(state, before, after, now)
         state.execute(
             "UPDATE registry_updates SET status = 'applied', decided_ms = ? WHERE update_id = ?",
             [now, update_id],
         )
-        audit.append(state, "consensus", "registry.apply", {"update_id": update_id})
+        audit.append(
+            state, "consensus", "registry.apply", {"update_id": update_id, "effective_block": effective_block}
+        )
     return after
 
 
@@ -281,10 +349,15 @@ def _drop_draft(state: State, update_id: str) -> None:
 
 
 def list_versions(state: State, lifecycle: str | None = None) -> list[dict[str, Any]]:
-    sql = "SELECT challenge_id, version, state, module_sha256, update_id, updated_ms FROM registry_versions"
+    """Every version with its state and the block its newest committed change took effect."""
+    sql = (
+        "SELECT v.challenge_id, v.version, v.state, v.module_sha256, v.update_id, v.updated_ms, "
+        "(SELECT h.effective_block FROM registry_history h WHERE h.challenge_id = v.challenge_id "
+        "AND h.version = v.version ORDER BY h.seq DESC LIMIT 1) FROM registry_versions v"
+    )
     params: list[Any] = []
     if lifecycle:
-        sql += " WHERE state = ?"
+        sql += " WHERE v.state = ?"
         params.append(lifecycle)
     rows = [
         {
@@ -294,10 +367,26 @@ def list_versions(state: State, lifecycle: str | None = None) -> list[dict[str, 
             "module_sha256": r[3],
             "update_id": r[4],
             "updated_ms": r[5],
+            "effective_block": r[6],
         }
         for r in state.execute(sql, params)
     ]
     return sorted(rows, key=lambda r: (r["id"], core.version_key(r["version"])))
+
+
+def history(state: State, challenge_id: str | None = None) -> list[dict[str, Any]]:
+    """The committed history in commit order (one challenge's, or all)."""
+    sql = (
+        "SELECT seq, challenge_id, version, previous, state, effective_block, update_id, committed_ms "
+        "FROM registry_history"
+    )
+    params: list[Any] = []
+    if challenge_id:
+        sql += " WHERE challenge_id = ?"
+        params.append(challenge_id)
+    cursor = state.execute(sql + " ORDER BY seq", params)
+    names = ["seq", "id", "version", "previous", "state", "effective_block", "update_id", "committed_ms"]
+    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def show_version(state: State, challenge_id: str, version: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Aggregation: stake-weighted medians, Byzantine resistance, emission shares, u16."""
+"""Aggregation: stake-weighted medians, Byzantine resistance, emission shares, padding.
+
+The u16 conversion is tested against the pallet's checks in ``test_chain_u16.py``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ from platform_cli.core.aggregation import (
     ChallengeShare,
     ScoreReport,
     aggregate,
-    clip_to_max_weight,
-    normalize,
     pad_to_min_weights,
     to_u16,
     weighted_median,
@@ -51,37 +52,6 @@ def test_byzantine_minority_cannot_leave_honest_range(
     low = min(score for score, _ in honest)
     high = max(score for score, _ in honest)
     assert low <= median <= high
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    units=st.lists(st.integers(0, UNITS), min_size=1, max_size=64).filter(lambda w: sum(w) > 0),
-    limit=st.integers(1, 65535),
-)
-def test_u16_conversion_equals_the_sdk(units: list[int], limit: int) -> None:
-    from bittensor.intents import weights as sdk
-
-    uids = list(range(len(units)))
-    floats = [float(u) for u in units]
-    if limit < 65535:
-        floats = sdk.clip_to_max_weight(floats, limit / 65535)
-    expected = dict(zip(*sdk.normalize(uids, floats), strict=True))
-    assert to_u16(dict(zip(uids, units, strict=True)), limit) == expected
-
-
-@settings(max_examples=200, deadline=None)
-@given(
-    weights=st.lists(st.floats(0, 1e12, allow_nan=False), min_size=1, max_size=64).filter(
-        lambda w: sum(w) > 0
-    ),
-    limit=st.floats(0.001, 1.0),
-)
-def test_clip_and_normalize_match_the_sdk_on_floats(weights: list[float], limit: float) -> None:
-    from bittensor.intents import weights as sdk
-
-    assert clip_to_max_weight(weights, limit) == sdk.clip_to_max_weight(weights, limit)
-    uids = list(range(len(weights)))
-    assert normalize(uids, weights) == sdk.normalize(uids, weights)
 
 
 STAKES = {"v1": 500, "v2": 300, "v3": 200}
@@ -149,12 +119,6 @@ def test_min_allowed_weights_padding() -> None:
     assert pad_to_min_weights({1: 10, 2: 10}, 2, candidates=range(5)) == ({1: 10, 2: 10}, [])
     with pytest.raises(AggregationError, match="min_allowed_weights=4"):
         pad_to_min_weights({0: 1}, 4, candidates=[0, 1])
-
-
-def test_self_weight_is_not_clipped() -> None:
-    assert to_u16({3: 10}, 1000, own_uid=3) == {3: 65535}
-    with pytest.raises(AggregationError):
-        to_u16({1: 0}, 65535)
 
 
 @settings(max_examples=100, deadline=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from platform_cli.chain.sync import latest_hyperparams
@@ -13,7 +14,7 @@ from tests.chain_helpers import NETUID, SEED, Run, as_json, hotkey, ok
 def test_dev_init_status_advance(run: Run, data_dir: Path) -> None:
     info = as_json(run("--json", "chain", "dev", "init", "--block-time-ms", "0", "--tempo", "99"))
     assert info["head"] == SEED["start_block"] and info["tempo"] == 99
-    assert info["neurons"] == len(SEED["neurons"]) and info["validators"] == 5
+    assert info["neurons"] == len(SEED["neurons"]) and info["validators"] == 6  # 5 staked + the owner
     assert Path(info["path"]) == data_dir / "devchain.db"
     assert as_json(run("--json", "chain", "dev", "advance", "25"))["head"] == SEED["start_block"] + 25
     status = as_json(run("--json", "chain", "dev", "status"))
@@ -31,7 +32,9 @@ def test_sync_writes_a_snapshot_and_hyperparameters(run: Run, data_dir: Path) ->
         "netuid": NETUID,
         "block": SEED["start_block"] + 3,
         "neurons": len(SEED["neurons"]),
-        "validators": 5,
+        "validators": 6,
+        "epoch": 0,
+        "epoch_start": SEED["start_block"],  # epoch 0 began with the subnet
     }
     with open_state(data_dir) as state:
         snapshot = latest_snapshot(state, NETUID)
@@ -66,12 +69,15 @@ def test_bad_chain_config_names_file_and_field(run: Run, data_dir: Path) -> None
 
 def test_bad_seed_is_a_clear_error(run: Run, tmp_path: Path) -> None:
     seed = tmp_path / "seed.json"
-    seed.write_text('{"netuid": 1, "owner": {}, "hyperparameters": {}, "neurons": [{"hotkey": 5}]}')
+    owner = json.dumps(SEED["owner"])
+    seed.write_text(
+        f'{{"netuid": 1, "owner": {owner}, "hyperparameters": {{}}, "neurons": [{{"hotkey": 5}}]}}'
+    )
     result = run("chain", "dev", "init", "--seed", str(seed))
     assert result.exit_code == 1 and "neurons[0]: hotkey = 5 must be a str" in result.stderr
+    neuron = {**SEED["neurons"][1], "stake_tao": 10**20}
     seed.write_text(
-        '{"netuid": 1, "owner": {}, "hyperparameters": {}, '
-        '"neurons": [{"hotkey": "h", "coldkey": "c", "stake_tao": 100000000000000000000}]}'
+        json.dumps({"netuid": 1, "owner": SEED["owner"], "hyperparameters": {}, "neurons": [neuron]})
     )
     result = run("chain", "dev", "init", "--seed", str(seed))
     assert (
@@ -89,7 +95,8 @@ def test_dev_register_then_sync_sees_the_new_neuron(run: Run, data_dir: Path) ->
     ok(run("chain", "sync"))
     with open_state(data_dir) as state:
         snapshot = latest_snapshot(state, NETUID)
-    assert snapshot is not None and snapshot.validators()[newcomer] == 50_000 * 10**9
+    assert snapshot is not None and newcomer not in snapshot.validators()  # permits come with an epoch
+    assert [n.stake_rao for n in snapshot.neurons if n.hotkey == newcomer] == [50_000 * 10**9]
     bad = run("chain", "dev", "register", "not-an-address")
     assert bad.exit_code == 1 and "hotkey 'not-an-address' is not an ss58 address" in bad.stderr
 

@@ -16,9 +16,9 @@ import pytest
 from bittensor.intents.weights import normalize
 from bittensor.sp_core import Keypair
 
-from platform_cli.chain.devchain import DevChain
-from platform_cli.chain.devseed import RAO_PER_TAO, init_dev_chain
-from platform_cli.chain.devsubstrate import DevSubstrate
+from platform_cli.chain.dev.chain import DevChain
+from platform_cli.chain.dev.seed import RAO_PER_TAO, init_dev_chain
+from platform_cli.chain.dev.substrate import DevSubstrate
 from platform_cli.errors import PlatformError
 from tests.chain_helpers import NETUID, SEED, WALLETS, hotkey, uid
 from tests.conftest import FIXTURES
@@ -74,7 +74,10 @@ def test_metagraph_through_the_sdk(chain: DevChain) -> None:
     assert [n.total_stake.rao for n in graph.neurons] == [
         n["stake_tao"] * RAO_PER_TAO for n in SEED["neurons"]
     ]
-    assert [n.uid for n in graph.neurons if n.validator_permit] == [uid(f"validator-{i}") for i in range(5)]
+    # the five staked validators, and the subnet owner, who always holds a permit
+    assert [n.uid for n in graph.neurons if n.validator_permit] == [uid("sudo")] + [
+        uid(f"validator-{i}") for i in range(5)
+    ]
     assert graph.owner_hotkey == SEED["owner"]["hotkey"]
     assert len(graph.neurons) >= 37
 

@@ -20,10 +20,10 @@ import bittensor_core
 import pytest
 from bittensor.intents.weights import normalize
 
-from platform_cli.chain import devrules
-from platform_cli.chain.devchain import DevChain
-from platform_cli.chain.devseed import init_dev_chain
-from platform_cli.chain.devsubstrate import DevSubstrate
+from platform_cli.chain.dev import rules as devrules
+from platform_cli.chain.dev.chain import DevChain
+from platform_cli.chain.dev.seed import init_dev_chain
+from platform_cli.chain.dev.substrate import DevSubstrate
 from tests.chain_helpers import NETUID, WALLETS, hotkey, uid
 from tests.conftest import FIXTURES
 
@@ -100,9 +100,12 @@ async def reveal(client: Any, name: str, salt: list[int] = SALT, weights: list[f
 
 
 def reveal_window(chain: DevChain, commit_block: int) -> tuple[int, int]:
-    epoch = (commit_block + NETUID + 1) // (TEMPO + 1) + 1
-    first = epoch * (TEMPO + 1) - (NETUID + 1)
-    return first, first + TEMPO
+    """The blocks of the epoch after the commit's (RevealPeriodEpochs = 1), from the chain's
+    schedule: the next epoch runs at ``LastEpochBlock + tempo``, then every ``tempo`` blocks."""
+    state = chain.epoch(NETUID, commit_block)
+    assert state is not None and state.pending_epoch_at == 0
+    first = state.last_epoch_block + TEMPO
+    return first, first + TEMPO - 1
 
 
 def advance_to(chain: DevChain, block: int) -> None:
@@ -115,8 +118,9 @@ def test_commit_then_reveal_in_the_reveal_epoch_sets_the_weights(chain: DevChain
     assert committed.success
     commit_block = chain.head()
     (entry,) = chain.read("SubtensorModule", "WeightCommits", [NETUID, hotkey("validator-0")])
-    first, last = reveal_window(chain, commit_block)
-    assert entry[1:] == [commit_block, first, last]
+    first, _ = reveal_window(chain, commit_block)
+    epoch = chain.read("SubtensorModule", "SubnetEpochIndex", [NETUID])
+    assert entry[1:] == [epoch, commit_block, 0]  # (hash, commit epoch, commit block, unused)
     assert chain.pending_commits(NETUID)["hash_commits"] == 1
 
     advance_to(chain, first - 1)
@@ -136,7 +140,7 @@ def test_commit_then_reveal_in_the_reveal_epoch_sets_the_weights(chain: DevChain
     assert chain.read("SubtensorModule", "LastUpdate", [NETUID])[uid("validator-0")] == commit_block
     assert chain.read("SubtensorModule", "WeightCommits", [NETUID, hotkey("validator-0")]) is None
     assert chain.pending_commits(NETUID)["hash_commits"] == 0
-    # revealing the same commit twice finds nothing
+    # revealing the same commit twice finds nothing (the pool's check_reveal)
     assert outcome(sdk(chain, lambda c: reveal(c, "validator-0"))) == "NoWeightsCommitFound/not_found"
 
 
@@ -149,19 +153,24 @@ def test_the_last_block_of_the_window_still_reveals(chain: DevChain) -> None:
 def test_a_wrong_salt_or_weights_is_refused_and_the_commit_survives(chain: DevChain) -> None:
     assert sdk(chain, lambda c: commit(c, "validator-1")).success
     advance_to(chain, reveal_window(chain, chain.head())[0])
+    # the transaction extension finds no commit with that hash: the pool rejects it
     wrong_salt = sdk(chain, lambda c: reveal(c, "validator-1", salt=[*SALT[:-1], SALT[-1] + 1]))
-    assert outcome(wrong_salt) == "InvalidRevealCommitHashNotMatch/invalid_argument"
+    assert outcome(wrong_salt) == "NoWeightsCommitFound/not_found"
     wrong_weights = sdk(chain, lambda c: reveal(c, "validator-1", weights=[*WEIGHTS[:-1], 1.0]))
-    assert outcome(wrong_weights) == "InvalidRevealCommitHashNotMatch/invalid_argument"
+    assert outcome(wrong_weights) == "NoWeightsCommitFound/not_found"
     assert chain.read("SubtensorModule", "Weights", [NETUID, uid("validator-1")]) is None
     assert outcome(sdk(chain, lambda c: reveal(c, "validator-1"))) == "ok"
 
 
-def test_a_reveal_after_the_reveal_epoch_is_expired(chain: DevChain) -> None:
+def test_a_reveal_after_the_reveal_epoch_is_refused_and_the_commit_expires(chain: DevChain) -> None:
     assert sdk(chain, lambda c: commit(c, "validator-2")).success
     advance_to(chain, reveal_window(chain, chain.head())[1] + 1)
-    assert outcome(sdk(chain, lambda c: reveal(c, "validator-2"))) == "ExpiredWeightCommit/expired"
+    # check_reveal runs before dispatch: the stored commit is outside its reveal epoch
+    assert outcome(sdk(chain, lambda c: reveal(c, "validator-2"))) == "RevealTooEarly/too_early"
     assert chain.read("SubtensorModule", "Weights", [NETUID, uid("validator-2")]) is None
+    chain.advance(100)  # past the rate limit: a new commit drops the expired one
+    assert sdk(chain, lambda c: commit(c, "validator-2", salt=[1])).success
+    assert len(chain.read("SubtensorModule", "WeightCommits", [NETUID, hotkey("validator-2")])) == 1
 
 
 def test_no_commit_or_another_hotkeys_commit_is_refused(chain: DevChain) -> None:
@@ -175,9 +184,13 @@ def test_no_commit_or_another_hotkeys_commit_is_refused(chain: DevChain) -> None
 def test_commits_follow_the_rate_limit_and_the_subnet_setting(chain: DevChain) -> None:
     assert sdk(chain, lambda c: commit(c, "validator-0")).success
     again = sdk(chain, lambda c: commit(c, "validator-0", salt=[1]))
-    assert outcome(again) == "CommittingWeightsTooFast/rate_limited"
+    assert outcome(again) == "RateLimitExceeded/rate_limited"  # CommittingWeightsTooFast, in the pool
+    assert "CommittingWeightsTooFast" in again.message
     chain.put("SubtensorModule", "CommitRevealWeightsEnabled", [NETUID], False)
     assert outcome(sdk(chain, lambda c: commit(c, "validator-1"))) == "CommitRevealDisabled/disabled"
+    # the pool's check_reveal comes first: the commit is not in its reveal epoch yet
+    assert outcome(sdk(chain, lambda c: reveal(c, "validator-0"))) == "RevealTooEarly/too_early"
+    advance_to(chain, reveal_window(chain, chain.head())[0])
     assert outcome(sdk(chain, lambda c: reveal(c, "validator-0"))) == "CommitRevealDisabled/disabled"
 
 
@@ -211,15 +224,15 @@ def test_the_commit_queue_is_bounded_and_a_reveal_drops_older_commits(chain: Dev
         assert sdk(chain, lambda c, s=salt: commit(c, "validator-0", salt=s)).success
     eleventh = sdk(chain, lambda c: commit(c, "validator-0", salt=[99]))
     assert outcome(eleventh) == "TooManyUnrevealedCommits/limit_exceeded"
-    bad = sdk(
-        chain,
-        lambda c: c.submit_call(
-            bt.calls.SubtensorModule.commit_weights(netuid=NETUID, commit_hash="0x1234"),
-            key("validator-1"),
-            signer="hotkey",
-        ),
-    )
-    assert outcome(bad).startswith("InvalidCommitHash")
+    with pytest.raises(bt.BittensorError, match="commit_hash = '0x1234' does not fit its type"):
+        sdk(
+            chain,
+            lambda c: c.submit_call(
+                bt.calls.SubtensorModule.commit_weights(netuid=NETUID, commit_hash="0x1234"),
+                key("validator-1"),
+                signer="hotkey",
+            ),
+        )
 
     first, last = reveal_window(chain, chain.head())
     advance_to(chain, first)
@@ -227,7 +240,7 @@ def test_the_commit_queue_is_bounded_and_a_reveal_drops_older_commits(chain: Dev
     left = chain.read("SubtensorModule", "WeightCommits", [NETUID, hotkey("validator-0")])
     assert len(left) == len(salts) - 3  # the revealed commit and the ones before it are gone
     assert outcome(sdk(chain, lambda c: reveal(c, "validator-0", salt=salts[0]))) == (
-        "InvalidRevealCommitHashNotMatch/invalid_argument"
+        "NoWeightsCommitFound/not_found"
     )
 
     advance_to(chain, last + 1)  # every commit has expired: a new one finds room again
@@ -237,7 +250,7 @@ def test_the_commit_queue_is_bounded_and_a_reveal_drops_older_commits(chain: Dev
 
 def test_a_mechanism_commit_hashes_over_its_storage_index(chain: DevChain) -> None:
     chain.put("SubtensorModule", "MechanismCountCurrent", [NETUID], 2)
-    index = devrules.MECHANISM_STRIDE + NETUID  # mechanism 1
+    index = devrules.storage_index(NETUID, 1) - NETUID + NETUID  # mechanism 1
     values = normalize(UIDS, WEIGHTS)[1]
     digest = pallet_hash(hotkey("validator-0"), index, UIDS, values, SALT, VERSION_KEY)
     calls = bt.calls.SubtensorModule

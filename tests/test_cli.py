@@ -82,7 +82,9 @@ def test_bad_config_names_file_and_field(run, data_dir: Path) -> None:
 
 def test_explicit_missing_config_is_an_error(run, tmp_path: Path) -> None:
     result = run("--config", str(tmp_path / "nope.toml"), "registry", "verify", str(SIGNED))
-    assert result.exit_code == 1 and "nope.toml does not exist" in result.stderr
+    assert (
+        result.exit_code == 1 and "cannot read config file" in result.stderr and "nope.toml" in result.stderr
+    )
 
 
 def test_json_lists_are_one_object_per_line(run) -> None:
@@ -139,3 +141,87 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     stderr = listing.stderr.read().decode()
     assert listing.wait(30) == 141
     assert stderr == ""
+
+
+def _leaf_commands() -> list[tuple[str, ...]]:
+    """Every runnable command path, e.g. ('chain', 'dev', 'init')."""
+    ctx = click.Context(cli)
+    found: list[tuple[str, ...]] = []
+
+    def walk(command: click.Command, path: tuple[str, ...]) -> None:
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                walk(command.get_command(ctx, name), (*path, name))
+        else:
+            found.append(path)
+
+    walk(cli, ())
+    return found
+
+
+def test_every_usage_error_is_one_line(run) -> None:
+    """click prints usage, a hint and the error on three lines; the README promises one."""
+    leaves = _leaf_commands()
+    assert ("state", "backup") in leaves and len(leaves) > 30
+    for path in leaves:
+        result = run(*path, "--no-such-option")
+        lines = result.stderr.splitlines()
+        assert result.exit_code == 2, (path, result.output)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (path, result.stderr)
+        assert f"'platform {' '.join(path)} --help'" in lines[0], lines[0]
+    for args in (
+        ("frobnicate",),
+        ("--data-dir",),
+        ("keys", "new"),
+        ("keys", "show", "a", "b"),
+        ("audit", "log", "--limit", "0"),
+        ("registry", "sign", "x.toml", "--key", "k", "--action", "explode"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+        assert result.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("limit", ["-1", "0", "99999999999999999999"])
+def test_peer_inbox_limit_is_range_checked(run, limit: str) -> None:
+    result = run("peer", "inbox", "--limit", limit)
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert "Invalid value for '--limit'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (None, "cannot read config file"),
+        ("[network\n", "invalid TOML"),
+        ("[netwrok]\nnetuid = 1\n", r"\[netwrok\] is not a known table"),
+        ('[chain]\nnetwork = "mainnet"\n', "chain.network = 'mainnet' must be one of"),
+        ("[weights]\nmechid = 999\n", "weights.mechid = 999 must be an integer in 0..255"),
+        ("[p2p]\nrate_per_signer = -5\n", "p2p.rate_per_signer"),
+        ("[runtime]\njobs = 0\n", "runtime.jobs = 0"),
+    ],
+)
+def test_an_explicit_config_is_always_loaded_and_checked(run, tmp_path: Path, text, message) -> None:
+    """Even commands that never read the config refuse a broken one named with --config."""
+    import re
+
+    config = tmp_path / "platform.toml"
+    if text is not None:
+        config.write_text(text)
+    for args in (("keys", "list"), ("audit", "log"), ("registry", "list")):
+        result = run("--config", str(config), *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert len(result.stderr.splitlines()) == 1 and re.search(message, result.stderr), result.stderr
+
+
+def test_log_lines_only_with_verbose(tmp_path: Path) -> None:
+    """A refusal is one line; -v adds the log lines that explain it."""
+    argv = [sys.executable, "-m", "platform_cli", "--data-dir", str(tmp_path), "keys", "show", "nope"]
+    quiet = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert (
+        quiet.returncode == 1
+        and quiet.stderr
+        == f"error: no key named 'nope' (looked for {tmp_path}/keys/nope.json); see 'platform keys list'\n"
+    )
+    verbose = subprocess.run([*argv[:3], "-vv", *argv[3:]], capture_output=True, text=True, check=False)
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr and verbose.stderr.endswith(quiet.stderr)

@@ -163,7 +163,7 @@ def commit(data_dir: Path, update_id: str) -> None:
     from platform_cli.state import open_state
 
     with open_state(data_dir) as state:
-        reg.commit_update(state, load_config(data_dir), update_id)
+        reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
 
 
 def propose(run, path: Path) -> str:

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
+from platform_cli.config import DEVNET_SUDO
+
 Run = Callable[..., Result]
 
 
@@ -106,7 +108,7 @@ def test_sudo_override_on_the_command_line(run: Run, challenge_dir: Path, tmp_pa
 
 def test_replayed_with_another_netuid(run: Run, signed: Path, data_dir: Path) -> None:
     """Relabelled for subnet 7 and shown to a subnet-7 node: the signature breaks."""
-    (data_dir / "platform.toml").write_text("[network]\nnetuid = 7\n")
+    (data_dir / "platform.toml").write_text(f'[network]\nnetuid = 7\nsudo = "{DEVNET_SUDO}"\n')
     doc = json.loads(signed.read_text())
     doc["envelope"]["netuid"] = 7
     signed.write_text(json.dumps(doc))
@@ -114,7 +116,7 @@ def test_replayed_with_another_netuid(run: Run, signed: Path, data_dir: Path) ->
 
 
 def test_update_for_another_network_is_refused(run: Run, signed: Path, data_dir: Path) -> None:
-    (data_dir / "platform.toml").write_text("[network]\nnetuid = 7\n")
+    (data_dir / "platform.toml").write_text(f'[network]\nnetuid = 7\nsudo = "{DEVNET_SUDO}"\n')
     refused(verify(run, signed), "signed for netuid 100 .* this network is netuid 7")
 
 
@@ -157,7 +159,7 @@ def test_propose_list_show_and_commit(run: Run, signed: Path, data_dir: Path) ->
     assert [json.loads(line)["state"] for line in listed.stdout.splitlines()] == ["draft"]
 
     with open_state(data_dir) as state:
-        reg.commit_update(state, load_config(data_dir), update_id)
+        reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
         module = state.execute("SELECT content FROM modules").fetchone()[0]
     assert (
         hashlib.sha256(module).hexdigest()
@@ -189,7 +191,9 @@ def test_lifecycle_through_signed_updates(
         result = run("--json", "registry", "propose", str(out))
         assert result.exit_code == 0, result.stderr
         with open_state(data_dir) as state:
-            reg.commit_update(state, load_config(data_dir), json.loads(result.stdout)["update_id"])
+            reg.commit_update(
+                state, load_config(data_dir), json.loads(result.stdout)["update_id"], effective_block=0
+            )
         ids.append(json.loads(result.stdout)["update_id"])
     shown = json.loads(run("--json", "registry", "show", "hello").stdout)
     assert shown["state"] == "retired"
@@ -284,7 +288,7 @@ def test_a_rejected_proposal_leaves_no_draft_behind(
         ids.append(json.loads(run("--json", "registry", "propose", str(out)).stdout)["update_id"])
     with open_state(data_dir) as state:
         for update_id in ids:
-            reg.commit_update(state, load_config(data_dir), update_id)
+            reg.commit_update(state, load_config(data_dir), update_id, effective_block=0)
         status = dict(state.execute("SELECT version, status FROM registry_updates").fetchall())
     assert status == {"1.0.0": "applied", "2.0.0": "rejected"}
     listed = [json.loads(line) for line in run("--json", "registry", "list").stdout.splitlines()]
@@ -292,3 +296,115 @@ def test_a_rejected_proposal_leaves_no_draft_behind(
     out = tmp_path / "update-2.0.0.json"
     sign(run, toml, out, action="update")
     assert run("registry", "propose", str(out)).exit_code == 0
+
+
+def _ledger(data_dir: Path) -> tuple[object, ...]:
+    """What signing records: the audit head and our sequence numbers."""
+    from tests.hostile import fingerprint
+
+    state = fingerprint(data_dir)
+    return state["audit_head"], state["own_sequences"]
+
+
+@pytest.mark.parametrize(
+    "kind", ["missing-dir", "symlink", "dangling-symlink", "fifo", "directory", "device"]
+)
+def test_sign_output_that_cannot_be_written_records_nothing(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path, data_dir: Path, kind: str
+) -> None:
+    import os
+
+    target = tmp_path / "out.json"
+    if kind == "missing-dir":
+        target = tmp_path / "nonexistent" / "x.json"
+    elif kind == "symlink":
+        (tmp_path / "real.json").write_text("keep")
+        target.symlink_to(tmp_path / "real.json")
+    elif kind == "dangling-symlink":
+        target.symlink_to(tmp_path / "nowhere.json")
+    elif kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "directory":
+        target.mkdir()
+    else:
+        target = Path("/dev/full")
+    before = _ledger(data_dir)
+    result = run(
+        "registry",
+        "sign",
+        str(challenge_dir / "challenge.toml"),
+        "--key",
+        "sudo",
+        "--action",
+        "add",
+        "-o",
+        str(target),
+    )
+    refused(result, re.escape(str(target)))
+    assert _ledger(data_dir) == before
+    if kind == "symlink":
+        assert target.is_symlink() and (tmp_path / "real.json").read_text() == "keep"
+    if kind == "dangling-symlink":
+        assert target.is_symlink() and not (tmp_path / "nowhere.json").exists()
+    if kind == "device":
+        assert Path("/dev/full").is_char_device()
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".tmp")]
+
+
+def test_sign_to_stdout_and_over_a_regular_file(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path, data_dir: Path
+) -> None:
+    toml = str(challenge_dir / "challenge.toml")
+    printed = run("registry", "sign", toml, "--key", "sudo", "--action", "add", "-o", "-")
+    assert printed.exit_code == 0 and json.loads(printed.stdout)["envelope"]["kind"]
+    target = tmp_path / "out.json"
+    target.write_text("an older update")
+    assert run("registry", "sign", toml, "--key", "sudo", "--action", "add", "-o", str(target)).exit_code == 0
+    written = json.loads(target.read_text())
+    assert written["envelope"]["seq"] == json.loads(printed.stdout)["envelope"]["seq"] + 1
+    assert verify(run, target).exit_code == 0
+    entries = [json.loads(line) for line in run("--json", "audit", "log").stdout.splitlines()]
+    assert [e["detail"]["seq"] for e in entries if e["action"] == "registry.sign"] == [
+        json.loads(printed.stdout)["envelope"]["seq"],
+        written["envelope"]["seq"],
+    ]
+
+
+@pytest.mark.parametrize(
+    "version", ["1.0." + "9" * 31, "9007199254740992.0.0", "1.0.0-rc." + "1" * 20, "1.0.0-" + "a" * 60]
+)
+def test_oversized_versions_are_refused(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path, data_dir: Path, version: str
+) -> None:
+    toml = challenge_dir / "challenge.toml"
+    toml.write_text(toml.read_text().replace('version = "1.0.0"', f'version = "{version}"'))
+    before = _ledger(data_dir)
+    result = run(
+        "registry", "sign", str(toml), "--key", "sudo", "--action", "add", "-o", str(tmp_path / "u.json")
+    )
+    refused(result, "version .* (has a number above 9007199254740991|is not a semantic version)")
+    assert _ledger(data_dir) == before and not (tmp_path / "u.json").exists()
+
+
+def test_the_largest_version_numbers_still_sign(
+    run: Run, sudo_key: str, challenge_dir: Path, tmp_path: Path
+) -> None:
+    toml = challenge_dir / "challenge.toml"
+    toml.write_text(toml.read_text().replace('version = "1.0.0"', 'version = "9007199254740991.0.0"'))
+    assert (
+        sign(run, toml, tmp_path / "u.json")["envelope"]["body"]["challenge"]["version"]
+        == "9007199254740991.0.0"
+    )
+
+
+def test_a_nul_byte_in_the_module_path_is_one_clear_error(
+    run: Run, sudo_key: str, challenge_dir: Path, data_dir: Path
+) -> None:
+    toml = challenge_dir / "challenge.toml"
+    toml.write_text(toml.read_text().replace('path = "hello.wasm"', 'path = "hello\\u0000.wasm"'))
+    before = _ledger(data_dir)
+    refused(
+        run("registry", "sign", str(toml), "--key", "sudo", "--action", "add"),
+        r"module\.path 'hello\\x00\.wasm' contains a NUL byte",
+    )
+    assert _ledger(data_dir) == before

@@ -6,38 +6,110 @@ import copy
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from platform_cli.config import tomllib
-from platform_cli.core.challenge import SemVer, SpecError, parse_spec, spec_from_canonical, version_key
+from platform_cli.config import DEVNET_SUDO, tomllib
+from platform_cli.core import envelope as env
+from platform_cli.core.challenge import (
+    PPM,
+    SemVer,
+    SpecError,
+    is_challenge_id,
+    parse_spec,
+    spec_from_canonical,
+    version_key,
+)
 from platform_cli.core.registry import (
     TRANSITIONS,
+    UPDATE_KIND,
     Action,
     Event,
     Lifecycle,
     RegistryError,
     RegistryState,
     RegistryUpdate,
+    VersionRecord,
+    active_emission,
+    apply,
     apply_update,
     stage,
     transition,
 )
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, REPO
 
 DOC = tomllib.loads((FIXTURES / "challenge" / "challenge.toml").read_text())
+SHIPPED = [REPO / "challenges" / name / "challenge.toml" for name in ("sort", "predict", "compress")] + [
+    FIXTURES / "challenge" / "challenge.toml"
+]
 
 
-def spec(version: str = "1.0.0", challenge_id: str = "hello"):
+def spec(
+    version: str = "1.0.0", challenge_id: str = "hello", emission_ppm: int = 100_000, mechanism: int = 0
+):
     doc = copy.deepcopy(DOC)
     doc["challenge"]["version"] = version
     doc["challenge"]["id"] = challenge_id
+    doc["scoring"] = {"emission_ppm": emission_ppm, "mechanism": mechanism}
     return parse_spec(doc)
+
+
+def signed(action: Action, challenge, seq: int = 1) -> env.Envelope:
+    """An update envelope from the sudo key (``apply`` takes envelopes already verified)."""
+    return env.seal(
+        network=env.Network(100, "platform-devnet"),
+        kind=UPDATE_KIND,
+        signer=DEVNET_SUDO,
+        scheme="sr25519",
+        seq=seq,
+        ts_ms=seq,
+        body={"action": action.value, "challenge": challenge.to_canonical()},
+        sign=lambda payload: b"\x00" * 64,
+    )
+
+
+def commit(registry: RegistryState, action: Action, challenge, block: int, seq: int = 1) -> RegistryState:
+    return apply(registry, signed(action, challenge, seq), DEVNET_SUDO, effective_block=block)
 
 
 def test_sample_spec_parses_and_round_trips() -> None:
     parsed = parse_spec(DOC)
     assert parsed.id == "hello" and parsed.resources.fuel == 10_000_000
-    assert parsed.scoring.emission_ppm == 250_000 and parsed.network == "none"
+    assert parsed.scoring.emission_ppm == 100_000 and parsed.network == "none"
     assert spec_from_canonical(parsed.to_canonical()) == parsed
+
+
+def test_spec_hash_covers_every_field() -> None:
+    base = spec()
+    assert len(base.spec_sha256()) == 64 and base.spec_sha256() == spec().spec_sha256()
+    more_fuel = dataclasses.replace(base, resources=dataclasses.replace(base.resources, fuel=10_000_001))
+    assert more_fuel.spec_sha256() != base.spec_sha256()
+    assert dataclasses.replace(base, params={"k": 1}).spec_sha256() != base.spec_sha256()
+
+
+@pytest.mark.parametrize("text", ["hello\n", "Hello", "-hello", "hello-", "", "a" * 65, None, 7])
+def test_challenge_ids_are_whole_slugs(text: object) -> None:
+    assert not is_challenge_id(text)
+    if isinstance(text, str):
+        doc = copy.deepcopy(DOC)
+        doc["challenge"]["id"] = text
+        with pytest.raises(SpecError, match=r"challenge\.id"):
+            parse_spec(doc)
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value"),
+    [
+        ("challenge", "version", "1.0.0\n"),
+        ("module", "sha256", "a" * 64 + "\n"),
+        ("challenge", "entrypoint", "run\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_a_valid_field(section: str, key: str, value: str) -> None:
+    doc = copy.deepcopy(DOC)
+    doc[section][key] = value
+    with pytest.raises(SpecError, match=rf"{section}\.{key}"):
+        parse_spec(doc)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +242,164 @@ def test_stage_records_a_draft_that_apply_activates() -> None:
         stage(staged, RegistryUpdate(Action.RETIRE, spec()))
     with pytest.raises(RegistryError, match="already proposed"):
         stage(staged, RegistryUpdate(Action.ADD, spec()))
+
+
+# ---------------------------------------------------------------- committed history
+
+
+def test_history_records_each_change_with_its_effective_block() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.0.0"), block=10)
+    registry = commit(registry, Action.UPDATE, spec("1.1.0"), block=50, seq=2)
+    changes = [(t.version, t.previous.value, t.state.value, t.effective_block) for t in registry.history]
+    assert changes == [
+        ("1.0.0", "draft", "active", 10),
+        ("1.0.0", "active", "deprecated", 50),
+        ("1.1.0", "draft", "active", 50),
+    ]
+    assert {t.update_id for t in registry.history[1:]} == {
+        signed(Action.UPDATE, spec("1.1.0"), 2).message_id()
+    }
+    assert registry.active_at(9) == {}
+    assert registry.active_at(10)["hello"].spec.version == "1.0.0"
+    assert registry.active_at(49)["hello"].spec.version == "1.0.0"
+    assert registry.active_at(50)["hello"].spec.version == "1.1.0"
+    assert registry.lifecycle_at(49) == {("hello", "1.0.0"): Lifecycle.ACTIVE}
+    assert registry.lifecycle_at(10**12) == {
+        ("hello", "1.0.0"): Lifecycle.DEPRECATED,
+        ("hello", "1.1.0"): Lifecycle.ACTIVE,
+    }
+
+
+def test_a_draft_is_not_history() -> None:
+    staged = stage(RegistryState(), RegistryUpdate(Action.ADD, spec()))
+    assert staged.history == () and staged.active_at(10**9) == {}
+    committed = commit(staged, Action.ADD, spec(), block=0)
+    assert [t.previous for t in committed.history] == [Lifecycle.DRAFT]
+    assert committed.active_at(0)["hello"].state is Lifecycle.ACTIVE
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        (9, "before block 10"),
+        (-1, "outside"),
+        (2**63, "outside"),
+        (True, "not an integer"),
+        ("10", "not an integer"),
+    ],
+)
+def test_effective_blocks_never_go_back(block: object, message: str) -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.0.0"), block=10)
+    with pytest.raises(RegistryError, match=message):
+        commit(registry, Action.UPDATE, spec("1.1.0"), block=block, seq=2)  # type: ignore[arg-type]
+    assert commit(registry, Action.UPDATE, spec("1.1.0"), block=10, seq=2).active_at(10)[
+        "hello"
+    ].spec.version == ("1.1.0")
+
+
+def test_a_refused_update_leaves_history_untouched() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.0.0"), block=10)
+    with pytest.raises(RegistryError, match="already exists"):
+        commit(registry, Action.ADD, spec("2.0.0"), block=20, seq=2)
+    assert len(registry.history) == 1
+
+
+# ---------------------------------------------------------------- emission budget
+
+
+def test_an_update_over_the_emission_budget_is_refused_by_stage_and_apply() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec(challenge_id="a", emission_ppm=700_000), block=0)
+    over = RegistryUpdate(Action.ADD, spec(challenge_id="b", emission_ppm=300_001))
+    message = r"active emission of mechanism 0 1000001 ppm, over 1000000"
+    with pytest.raises(RegistryError, match=message):
+        stage(registry, over)
+    with pytest.raises(RegistryError, match=message):
+        commit(registry, Action.ADD, over.spec, block=0, seq=2)
+    # Exactly the budget fits; another mechanism has its own budget.
+    full = commit(registry, Action.ADD, spec(challenge_id="b", emission_ppm=300_000), block=0, seq=2)
+    full = commit(full, Action.ADD, spec(challenge_id="c", emission_ppm=PPM, mechanism=1), block=0, seq=3)
+    assert active_emission(full) == {0: PPM, 1: PPM}
+    # A new version replaces its predecessor's share: a raise must fit, a cut always does.
+    with pytest.raises(RegistryError, match="over 1000000"):
+        apply_update(full, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 700_001)))
+    cut = apply_update(full, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 600_000)))
+    assert active_emission(cut) == {0: 900_000, 1: PPM}
+    # Moving a challenge to a full mechanism is refused like any other raise there.
+    with pytest.raises(RegistryError, match="mechanism 1"):
+        apply_update(full, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 1, mechanism=1)))
+
+
+def test_a_registry_over_budget_from_before_the_rule_can_be_brought_back() -> None:
+    legacy = RegistryState(
+        {
+            ("a", "1.0.0"): VersionRecord(spec(challenge_id="a", emission_ppm=700_000), Lifecycle.ACTIVE),
+            ("b", "1.0.0"): VersionRecord(spec(challenge_id="b", emission_ppm=550_000), Lifecycle.ACTIVE),
+        }
+    )
+    lowered = apply_update(legacy, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 600_000)))
+    assert active_emission(lowered) == {0: 1_150_000}
+    with pytest.raises(RegistryError, match="over 1000000"):
+        apply_update(lowered, RegistryUpdate(Action.ADD, spec(challenge_id="c", emission_ppm=1)))
+    retired = apply_update(
+        lowered, RegistryUpdate(Action.RETIRE, spec(challenge_id="b", emission_ppm=550_000))
+    )
+    assert active_emission(retired) == {0: 600_000}
+
+
+def test_the_shipped_challenges_can_all_be_active_at_once() -> None:
+    registry = RegistryState()
+    for block, path in enumerate(SHIPPED):
+        shipped = parse_spec(tomllib.loads(path.read_text()))
+        registry = commit(registry, Action.ADD, shipped, block=block, seq=block + 1)
+    assert set(registry.active_at(len(SHIPPED))) == {"sort", "predict", "compress", "hello"}
+    assert active_emission(registry) == {0: PPM}
+
+
+_ACTIONS = st.sampled_from(list(Action))
+_STEP = st.tuples(
+    _ACTIONS,
+    st.sampled_from(["a", "b", "c"]),
+    st.integers(0, 5),  # minor version
+    st.sampled_from([0, 1, 150_000, 333_333, 400_000, 600_000, 999_999, PPM]),
+    st.sampled_from([0, 1]),  # mechanism
+    st.integers(0, 3),  # blocks after the previous commit
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_STEP, max_size=40))
+def test_no_update_sequence_ever_takes_a_mechanism_over_budget(steps: list[tuple]) -> None:
+    """Random sequences of updates (most refused): the active total of every mechanism
+    stays within the budget in the committed state and at every block of the history,
+    and an add or update is refused for emission only when it would really exceed it."""
+    registry, block = RegistryState(), 0
+    for seq, (action, cid, minor, ppm, mechanism, gap) in enumerate(steps, start=1):
+        block += gap
+        candidate = spec(f"1.{minor}.0", cid, ppm, mechanism)
+        if action in (Action.DEPRECATE, Action.RETIRE):
+            known = [r.spec for r in registry.of(cid) if r.state is not Lifecycle.DRAFT]
+            candidate = known[-1] if known else candidate
+        try:
+            registry = commit(registry, action, candidate, block=block, seq=seq)
+        except RegistryError as exc:
+            if "over 1000000" in str(exc):
+                previous = registry.active(cid)
+                others = sum(
+                    r.spec.scoring.emission_ppm
+                    for r in registry.versions.values()
+                    if r.state is Lifecycle.ACTIVE
+                    and r.spec.scoring.mechanism == mechanism
+                    and r is not previous
+                )
+                assert others + ppm > PPM
+        totals = active_emission(registry)
+        assert all(total <= PPM for total in totals.values()), totals
+    for at in range(block + 1):
+        per_mechanism: dict[int, int] = {}
+        for record in registry.active_at(at).values():
+            m = record.spec.scoring.mechanism
+            per_mechanism[m] = per_mechanism.get(m, 0) + record.spec.scoring.emission_ppm
+        assert all(total <= PPM for total in per_mechanism.values()), (at, per_mechanism)
+    assert [t.effective_block for t in registry.history] == sorted(
+        t.effective_block for t in registry.history
+    )

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from platform_cli.chain.devchain import DevChain
+from platform_cli.chain.dev.chain import DevChain
 from platform_cli.core.aggregation import ScoreReport
-from platform_cli.scores import record_reports
 from platform_cli.state import open_state
 from platform_cli.state.audit import entries as audit_entries
 from tests.chain_helpers import (
@@ -24,6 +23,7 @@ from tests.chain_helpers import (
     sdk_read,
     uid,
 )
+from tests.score_helpers import record_bound
 
 HONEST = {"miner-00": 600, "miner-01": 300, "miner-02": 100}
 # 0.8 of the emission split 6:3:1, 0.2 burned to the owner (uid 0), then four one-in-65535
@@ -54,7 +54,7 @@ def network(run: Run, data_dir: Path, challenge_dir: Path) -> int:
         ScoreReport(hotkey("validator-4"), "hello", hotkey("miner-35"), 10**9),
     ]
     with open_state(data_dir) as state:
-        record_reports(state, epoch, reports)
+        record_bound(state, epoch, reports)
     return epoch
 
 
@@ -100,10 +100,8 @@ def test_rate_limit_is_a_clear_error_and_not_recorded_as_submitted(
     ok(run("weights", "submit"))
     again = run("weights", "submit")
     assert again.exit_code == 1
-    assert (
-        again.stderr.startswith("error: rate limited on netuid 100:")
-        and "Weights not submitted." in again.stderr
-    )
+    assert again.stderr.startswith("error: the chain would refuse epoch")
+    assert "SettingWeightsTooFast: uid 1 last set weights at block" in again.stderr
     outcomes = [
         json.loads(line)["outcome"] for line in ok(run("--json", "weights", "history")).stdout.splitlines()
     ]
@@ -114,7 +112,10 @@ def test_rate_limit_is_a_clear_error_and_not_recorded_as_submitted(
 
 @pytest.mark.parametrize(
     ("key", "message"),
-    [("stranger", "is not registered on netuid 100"), ("miner", "holds no validator permit on netuid 100")],
+    [
+        ("stranger", "is not registered on netuid 100"),
+        ("miner", "NeuronNoValidatorPermit: uid 6 holds no validator permit"),
+    ],
 )
 def test_unregistered_or_unpermitted_hotkey_is_refused(
     run: Run, data_dir: Path, network: int, key: str, message: str
@@ -181,14 +182,15 @@ def test_dry_run_writes_nothing(run: Run, data_dir: Path, network: int) -> None:
     assert refused.exit_code == 1 and "is not registered on netuid 100" in refused.stderr
     assert state_rows(data_dir) == before
     computed = as_json(run("--json", "weights", "compute"))
-    assert computed["vector_hash"] != planned["vector_hash"]  # the dry run saw a newer block
+    # the dry run read the chain at a newer block; the epoch's vector is the same
+    assert computed["vector_hash"] == planned["vector_hash"]
 
 
 def test_a_submitted_vector_is_never_replaced(run: Run, data_dir: Path, network: int) -> None:
     submitted = as_json(run("--json", "weights", "submit"))
     with open_state(data_dir) as state:  # a late report would change the epoch's vector
         late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-03"), 10**9) for i in range(4)]
-        record_reports(state, network, late)
+        record_bound(state, network, late)
     again = run("weights", "compute")
     assert again.exit_code == 1
     assert f"epoch {network}'s vector {submitted['vector_hash'][:16]}" in again.stderr
@@ -206,3 +208,148 @@ def test_a_submitted_vector_is_never_replaced(run: Run, data_dir: Path, network:
     ok(run("chain", "dev", "advance", "100"))
     resent = as_json(run("--json", "weights", "submit"))
     assert resent["outcome"] == "confirmed" and resent["vector_hash"] == submitted["vector_hash"]
+
+
+def test_a_refusal_before_sending_fixes_nothing(run: Run, data_dir: Path, network: int) -> None:
+    ok(run("keys", "new", "--name", "ghost"))
+    ghost = run("weights", "submit", "--key", "ghost")
+    assert ghost.exit_code == 1 and "is not registered on netuid 100" in ghost.stderr
+    (row,) = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert row["outcome"] == "failed" and row["message"].startswith("refused before sending:")
+    with open_state(data_dir) as state:  # reports that arrive after the refusal still count
+        late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-03"), 10**9) for i in range(4)]
+        record_bound(state, network, late)
+    recomputed = as_json(run("--json", "weights", "compute"))
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == recomputed["vector_hash"]
+    raw = sdk_read(
+        data_dir / "devchain.db",
+        lambda c: c.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")]),
+    )
+    assert uid("miner-03") in {d for d, _ in raw}
+
+
+def test_a_rate_limited_attempt_fixes_nothing(run: Run, data_dir: Path, network: int) -> None:
+    to_next = as_json(run("--json", "chain", "status"))["blocks_to_next_epoch"]
+    ok(run("chain", "dev", "advance", str(to_next - 2)))
+    assert as_json(run("--json", "weights", "submit"))["epoch"] == network
+    ok(run("chain", "dev", "advance", "3"))  # the next epoch, inside the rate limit
+    limited = run("weights", "submit")
+    assert limited.exit_code == 1 and "SettingWeightsTooFast" in limited.stderr
+    rows = [json.loads(line) for line in ok(run("--json", "weights", "history")).stdout.splitlines()]
+    assert [(r["epoch"], r["outcome"]) for r in rows] == [(network + 1, "failed"), (network, "confirmed")]
+    assert rows[0]["message"].startswith("refused before sending:") and "sent it" not in rows[0]["message"]
+    with open_state(data_dir) as state:
+        late = [ScoreReport(hotkey(f"validator-{i}"), "hello", hotkey("miner-04"), 10**9) for i in range(4)]
+        record_bound(state, network + 1, late)
+    recomputed = as_json(run("--json", "weights", "compute"))
+    assert recomputed["epoch"] == network + 1 and recomputed["scored"] == 1
+
+
+def test_a_pending_submission_fixes_the_vector_without_claiming_it_was_sent(data_dir: Path) -> None:
+    from platform_cli.chain import records
+    from platform_cli.chain.records import Vector
+    from platform_cli.errors import PlatformError
+
+    vector = Vector(NETUID, 0, 7, 100, {1: 10}, {1: 65535})
+    with open_state(data_dir) as state:
+        records.store(state, vector)
+        records.begin(state, vector, hotkey("validator-0"))
+        with pytest.raises(PlatformError, match=r"submission #1 may have sent it \(its outcome is unknown\)"):
+            records.store(state, Vector(NETUID, 0, 7, 100, {2: 10}, {2: 65535}))
+        records.refused(state, Vector(NETUID, 0, 8, 100, {1: 10}, {1: 65535}), hotkey("validator-0"), "no")
+        assert records.fixed_by(state, NETUID, 0, 8) is None
+
+
+def test_a_dry_run_reports_every_refusal_the_chain_would_give(run: Run, data_dir: Path, network: int) -> None:
+    ok(run("weights", "submit"))  # now inside the rate limit
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "WeightsVersionKey", [NETUID], 5)
+    chain.put("SubtensorModule", "StakeThreshold", [], 50_000 * 10**9)
+    chain.release()
+    before = state_rows(data_dir)
+    refused = run("weights", "submit", "--dry-run")
+    assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    line = refused.stderr
+    assert line.startswith(
+        f"error: dry run: the chain would refuse epoch {network}'s weights on netuid {NETUID}: "
+    )
+    order = ["NotEnoughStakeToSetWeights", "SettingWeightsTooFast", "IncorrectWeightVersionKey"]
+    assert [line.index(name) for name in order] == sorted(line.index(name) for name in order)
+    assert "version_key 0 is older than the subnet's 5" in line
+    assert state_rows(data_dir) == before  # nothing written, nothing sent
+    (data_dir / "platform.toml").write_text("[weights]\nversion_key = 5\n")
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "StakeThreshold", [], 0)
+    chain.advance(100)
+    chain.release()
+    assert as_json(run("--json", "weights", "submit", "--dry-run"))["outcome"] == "planned"
+
+
+def test_a_limit_lowered_within_the_epoch_still_gets_a_vector_the_pallet_accepts(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    computed = as_json(run("--json", "weights", "compute"))  # under the epoch's limit, 65535
+    ok(run("chain", "dev", "advance", "1"))
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "MaxWeightsLimit", [NETUID], 21845)  # a third at most, from now on
+    chain.release()
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == computed["vector_hash"]
+    raw = sdk_read(
+        data_dir / "devchain.db",
+        lambda c: c.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")]),
+    )
+    values = [w for _, w in raw]
+    from platform_cli.core import weightrules
+
+    assert max(values) == 65535 and weightrules.max_share_ok(values, 21845)
+    assert not weightrules.max_share_ok(list(EXPECTED_U16.values()), 21845)
+    shown = [json.loads(line) for line in ok(run("--json", "weights", "show")).stdout.splitlines()]
+    assert [r["u16"] for r in shown] == values
+
+
+def test_a_commit_reveal_dry_run_reports_what_the_reveal_would_refuse(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "CommitRevealWeightsEnabled", [NETUID], True)
+    chain.put("SubtensorModule", "MinAllowedWeights", [NETUID], 40)
+    chain.release()
+    refused = run("weights", "submit", "--dry-run")
+    assert refused.exit_code == 1
+    assert (
+        "WeightVecLengthIsLow: 8 weights, the subnet requires 40 (at reveal: the chain drops the commit)"
+        in (refused.stderr)
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["unregistered", "rate-limited", "dry-run"])
+def test_a_refusal_prints_one_line_and_logs_only_with_verbose(
+    case: str, run: Run, data_dir: Path, network: int
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    if case == "rate-limited":
+        ok(run("weights", "submit"))
+    args = {"unregistered": ["--key", "stranger"], "rate-limited": [], "dry-run": ["--dry-run"]}[case]
+    ok(run("keys", "new", "--name", "stranger"))
+    if case == "dry-run":
+        args += ["--key", "stranger"]
+    env = dict(os.environ, PLATFORM_DATA_DIR=str(data_dir))
+    for verbose, lines in (([], 1), (["-v"], None)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "platform_cli", *verbose, "weights", "submit", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1
+        if lines is not None:
+            assert len(proc.stderr.splitlines()) == lines, proc.stderr
+        else:
+            assert "weights.refused" in proc.stderr and proc.stderr.splitlines()[-1].startswith("error: ")

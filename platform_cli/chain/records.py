@@ -2,9 +2,13 @@
 
 A submission row is written ahead of the SDK call (``pending``) together with an audit
 entry that carries the exact vector sent (hash, snapshot block, u16 row), and the
-epoch's stored vector is fixed from then on: a later compute never replaces a vector a
-submission refers to. A row stays ``pending`` while the outcome is unknown (a crash, or
-a transport failure after the extrinsic may have left); only the chain settles it.
+epoch's stored vector is fixed from then on: a later compute never replaces a vector
+that may have reached the chain. A row stays ``pending`` while the outcome is unknown (a
+crash, or a transport failure after the extrinsic may have left); only the chain
+settles it, as ``submitted`` or ``confirmed``. A ``failed`` row is known not to have
+changed the chain (refused before sending, or refused by the chain): it fixes nothing,
+and the epoch's vector may still be recomputed. ``missed`` rows record epochs whose
+deadline passed without our weights.
 """
 
 from __future__ import annotations
@@ -58,26 +62,35 @@ class Vector:
         }
 
 
+REACHED_CHAIN = ("pending", "submitted", "confirmed")
+
+
 def fixed_by(state: State, netuid: int, mechid: int, epoch: int) -> tuple[int, str, str] | None:
-    """The oldest submission (id, outcome, hash) that used the epoch's stored vector, if any."""
+    """The oldest submission (id, outcome, hash) of the epoch's stored vector that may have
+    reached the chain (``pending``, ``submitted`` or ``confirmed``), if any."""
     row = state.execute(
         "SELECT s.id, s.outcome, s.vector_hash FROM weight_submissions s JOIN weight_vectors v "
         "ON v.netuid = s.netuid AND v.mechid = s.mechid AND v.epoch = s.epoch AND v.vector_hash = s.vector_hash "
-        "WHERE s.netuid = ? AND s.mechid = ? AND s.epoch = ? AND s.outcome != 'missed' ORDER BY s.id LIMIT 1",
-        [netuid, mechid, epoch],
+        "WHERE s.netuid = ? AND s.mechid = ? AND s.epoch = ? AND s.outcome IN (?, ?, ?) ORDER BY s.id LIMIT 1",
+        [netuid, mechid, epoch, *REACHED_CHAIN],
     ).fetchone()
     return (int(row[0]), str(row[1]), str(row[2])) if row else None
 
 
 def store(state: State, vector: Vector) -> None:
-    """Store the epoch's vector (and audit it); refused once a submission used the stored one."""
+    """Store the epoch's vector (and audit it); refused once the stored one may have reached the chain."""
     with write_transaction(state):
         used = fixed_by(state, vector.netuid, vector.mechid, vector.epoch)
         if used is not None and used[2] != vector.vector_hash:
             sub_id, outcome, vector_hash = used
+            how = (
+                "may have sent it (its outcome is unknown)"
+                if outcome == "pending"
+                else f"({outcome}) sent it"
+            )
             raise PlatformError(
                 f"epoch {vector.epoch}'s vector {vector_hash[:16]}… is fixed: submission #{sub_id} "
-                f"({outcome}) sent it; see `platform weights show --epoch {vector.epoch}`"
+                f"{how}; see `platform weights show --epoch {vector.epoch}`"
             )
         state.execute(
             "INSERT OR REPLACE INTO weight_vectors VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -122,15 +135,51 @@ def load(state: State, netuid: int, mechid: int, epoch: int | None = None) -> Ve
     )
 
 
+def _insert(state: State, vector: Vector, hotkey: str, outcome: str, block: int | None, message: str) -> int:
+    cursor = state.execute(
+        "INSERT INTO weight_submissions (netuid, mechid, epoch, hotkey, vector_hash, outcome, path, block, "
+        "message, created_ms) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?, ?)",
+        [
+            vector.netuid,
+            vector.mechid,
+            vector.epoch,
+            hotkey,
+            vector.vector_hash,
+            outcome,
+            block,
+            message,
+            now_ms(),
+        ],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _audit_row(state: State, row_id: int, action: str, path: str, block: int | None, message: str) -> None:
+    row = state.execute(
+        "SELECT netuid, mechid, epoch, hotkey, vector_hash FROM weight_submissions WHERE id = ?", [row_id]
+    ).fetchone()
+    keys = ("netuid", "mechid", "epoch", "hotkey", "vector_hash")
+    audit.append(
+        state,
+        row[3],
+        action,
+        {**dict(zip(keys, row, strict=True)), "id": row_id, "path": path, "block": block, "message": message},
+    )
+
+
+def refused(state: State, vector: Vector, hotkey: str, reason: str) -> int:
+    """A refusal known to have happened before anything was sent: one ``failed`` row."""
+    message = f"refused before sending: {reason}"
+    with write_transaction(state):
+        row_id = _insert(state, vector, hotkey, "failed", None, message)
+        _audit_row(state, row_id, "weights.refused", "", None, message)
+    return row_id
+
+
 def begin(state: State, vector: Vector, hotkey: str) -> int:
     """The write-ahead row; its audit entry records the exact vector about to be sent."""
     with write_transaction(state):
-        cursor = state.execute(
-            "INSERT INTO weight_submissions (netuid, mechid, epoch, hotkey, vector_hash, outcome, path, block, "
-            "message, created_ms) VALUES (?, ?, ?, ?, ?, 'pending', '', NULL, 'submitting', ?)",
-            [vector.netuid, vector.mechid, vector.epoch, hotkey, vector.vector_hash, now_ms()],
-        )
-        row_id = int(cursor.lastrowid or 0)
+        row_id = _insert(state, vector, hotkey, "pending", None, "submitting")
         if vector.weights:
             audit.append(
                 state,
@@ -156,30 +205,22 @@ def finish(state: State, row_id: int, outcome: str, path: str, block: int | None
             "UPDATE weight_submissions SET outcome = ?, path = ?, block = ?, message = ? WHERE id = ?",
             [outcome, path, block, message, row_id],
         )
-        row = state.execute(
-            "SELECT netuid, mechid, epoch, hotkey, vector_hash FROM weight_submissions WHERE id = ?", [row_id]
-        ).fetchone()
-        keys = ("netuid", "mechid", "epoch", "hotkey", "vector_hash")
         action = "weights.unknown" if outcome == "pending" else f"weights.{outcome}"
-        audit.append(
-            state,
-            row[3],
-            action,
-            {
-                **dict(zip(keys, row, strict=True)),
-                "id": row_id,
-                "path": path,
-                "block": block,
-                "message": message,
-            },
-        )
+        _audit_row(state, row_id, action, path, block, message)
+
+
+def _settled(
+    state: State, vector: Vector, hotkey: str, outcome: str, block: int | None, message: str
+) -> None:
+    with write_transaction(state):
+        row_id = _insert(state, vector, hotkey, outcome, block, message)
+        _audit_row(state, row_id, f"weights.{outcome}", "", block, message)
 
 
 def record_missed(state: State, netuid: int, mechid: int, epoch: int, hotkey: str, reason: str) -> None:
     """A missed epoch is loud: an error in the log and a ``missed`` row in the history."""
     log.error("weights.missed netuid=%d epoch=%d hotkey=%s reason=%s", netuid, epoch, hotkey, reason)
-    vector = Vector(netuid, mechid, epoch, 0, {}, {})
-    finish(state, begin(state, vector, hotkey), "missed", "", None, reason)
+    _settled(state, Vector(netuid, mechid, epoch, 0, {}, {}), hotkey, "missed", None, reason)
 
 
 def resolve_pending(state: State, netuid: int, mechid: int, hotkey: str, epoch: int, block: int) -> None:
@@ -194,14 +235,7 @@ def resolve_pending(state: State, netuid: int, mechid: int, hotkey: str, epoch: 
         finish(state, row_id, "submitted", "", block, message)
     if not rows:
         vector = Vector(netuid, mechid, epoch, 0, {}, {})
-        finish(
-            state,
-            begin(state, vector, hotkey),
-            "submitted",
-            "",
-            block,
-            "weights for this epoch found on chain",
-        )
+        _settled(state, vector, hotkey, "submitted", block, "weights for this epoch found on chain")
 
 
 def last_done_epoch(state: State, netuid: int, mechid: int, hotkey: str) -> int | None:

@@ -1,10 +1,14 @@
 """The epoch loop: submit each epoch's weights once, before its deadline, within the rate limit.
 
-Each tick reads the head and our uid's LastUpdate from the chain, asks
-``core.epoch.next_step`` what to do, and either waits (bounded, so a changed tempo or a
-manual advance is noticed), submits (sync, compute, submit, confirm), or records the
-epoch as missed. Failures back off exponentially; a dead endpoint costs at most one
-deadline per attempt. The loop stops at the next tick once ``stop`` is set.
+Each tick reads the epoch schedule as the chain keeps it (``core.epoch.Schedule``, which
+carries the head) and our uid's LastUpdate, asks ``core.epoch.next_step`` what to do,
+and either waits (bounded, so a changed tempo, a triggered epoch or a manual advance is
+noticed), submits (sync, compute, submit, confirm), or records the epoch as missed.
+An endpoint that fails costs each call its attempts (logged as warnings with their
+backoff); the tick then fails, is logged, and the loop backs off exponentially and
+tries again, reconnecting, for as long as it runs. Epochs whose deadline passed
+meanwhile are recorded as ``missed``, never as submitted. The loop stops at the next
+tick once ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from platform_cli.chain import records
 from platform_cli.chain import weights as w
 from platform_cli.chain.adapter import ChainClient
 from platform_cli.chain.settings import ChainSettings, WeightSettings
-from platform_cli.chain.sync import latest_hyperparams, sync
-from platform_cli.core.epoch import Action, Schedule, backoff_ms, ms_until, next_step
+from platform_cli.chain.sync import latest_hyperparams, sync_with
+from platform_cli.core.epoch import Action, backoff_ms, ms_until, next_step
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer
 from platform_cli.state.db import State
@@ -40,12 +45,13 @@ class WeightSetter:
     netuid: int
     stop: asyncio.Event
     sleep: Callable[[float], Awaitable[None]] | None = None  # default: wait on ``stop``
+    substrate: Any = None  # default: the network the settings name (the SDK's own backend)
 
     async def run(self) -> None:
         from bittensor import BittensorError
 
         failures = 0
-        async with ChainClient(self.chain) as client:
+        async with ChainClient(self.chain, self.substrate, one_shot=False) as client:
             while not self.stop.is_set():
                 try:
                     wait_ms = await self.tick(client)
@@ -79,20 +85,20 @@ class WeightSetter:
 
     async def tick(self, client: ChainClient) -> int:
         """One decision; returns how long to wait before the next (ms)."""
-        head = await client.block()
+        schedule = await client.schedule(self.netuid)
+        head = schedule.block
         hyper = latest_hyperparams(self.state, self.netuid)
         if hyper is None:
-            await sync(self.state, self.chain, self.netuid, client)
+            await sync_with(self.state, client, self.netuid)
             hyper = latest_hyperparams(self.state, self.netuid)
         if hyper is None:
             raise PlatformError(f"no hyperparameters for netuid {self.netuid} after a sync")
-        block_ms = round(1000 * await client.call("block time", lambda c: c.block_time()))
+        block_ms = round(1000 * await client.call("read the block time", lambda c: c.block_time()))
         uid = await w.uid_of(client, self.netuid, self.signer.ss58)
         _, last_update = await client.weights_row(self.netuid, self.settings.mechid, uid)
-        schedule = Schedule(self.netuid, hyper.tempo)
         current = schedule.epoch_of(head)
         done = self._record_gaps(current)
-        if last_update >= max(1, schedule.start(current)) and (done is None or done < current):
+        if last_update >= max(1, schedule.start_of(current)) and (done is None or done < current):
             # Our weights already landed this epoch (a submission cut short by a crash, or
             # another process with our hotkey): the chain is the record; never resubmit.
             records.resolve_pending(

@@ -3,8 +3,10 @@
 ```toml
 [chain]
 network = "dev"        # dev (embedded, default) | finney | test | local | ws://... | wss://...
-timeout_s = 30         # deadline of every chain call; a dead endpoint never hangs the node
-retries = 3            # reconnects per operation, with exponential backoff
+timeout_s = 30         # deadline of each attempt of a chain call
+retries = 3            # more attempts per call, after backoffs of 0.25 s, 0.5 s, 1 s ... (at most 5 s)
+                       # a one-shot command spends at most (retries + 1) * timeout_s + the backoffs
+                       # on the chain in all (121.75 s with these values), then says what it tried
 dev_db = "devchain.db" # the dev chain's own SQLite file (relative to the data dir)
 dev_seed = "fixtures/metagraph/devnet.json"
 
@@ -15,7 +17,8 @@ version_key = 0
 burn = true            # unallocated emission goes to the burn uid
 burn_uid = 0           # default: the subnet owner's uid
 min_stake_rao = 0      # validators below this stake do not count
-lead_blocks = 10       # submit this many blocks before the epoch boundary
+lead_blocks = 10       # submit this many blocks before the next epoch (at least 2: a transaction
+                       # sent at block h is included at h + 1 at the earliest)
 ```
 """
 
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from platform_cli.config import Config
+from platform_cli.core.epoch import MIN_LEAD_BLOCKS
 from platform_cli.errors import PlatformError
 
 NAMED_NETWORKS = ("dev", "finney", "test", "local")
@@ -111,5 +115,16 @@ def weight_settings(config: Config) -> WeightSettings:
         burn=t.get("burn", True, bool),
         burn_uid=t.int("burn_uid", None, 0, 65535),
         min_stake_rao=int(t.int("min_stake_rao", 0, 0, 2**64 - 1) or 0),
-        lead_blocks=int(t.int("lead_blocks", 10, 1, 10_000) or 10),
+        lead_blocks=_lead_blocks(t),
     )
+
+
+def _lead_blocks(t: _Table) -> int:
+    value = t.table.get("lead_blocks", 10)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MIN_LEAD_BLOCKS:
+        raise PlatformError(
+            f"{t.where}: weights.lead_blocks = {value} cannot meet the deadline: a transaction sent at block h "
+            f"is included at h + 1 at the earliest, so weights must leave at least {MIN_LEAD_BLOCKS} blocks "
+            "before the next epoch"
+        )
+    return int(t.int("lead_blocks", 10, MIN_LEAD_BLOCKS, 10_000) or 10)

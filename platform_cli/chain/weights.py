@@ -1,13 +1,20 @@
 """Weights behind ``platform weights``: score reports in, vectors computed, submitted, confirmed.
 
-A vector is computed from the epoch's score reports, the newest metagraph snapshot
-(stakes, hotkey -> uid) and the active challenges of the registry, by the pure
-``core.aggregation``; it is stored with its canonical hash (``records``). Submission is
-write-ahead: a ``pending`` row first, then the SDK call, then ``submitted`` and, once the
-chain reads back exactly the computed u16 row (or our timelocked commit), ``confirmed``;
-a chain-side refusal turns the row ``failed`` and raises. A lost answer (deadline or
-connection loss while the extrinsic may be in flight) leaves it ``pending``: the outcome
-is unknown until the chain shows it. Nothing failed ever reads as submitted.
+A vector is computed from the epoch's score reports, the metagraph snapshot the epoch
+names (taken at the block where the epoch began, so validators that synced at
+different blocks compute the same vector), its hyperparameters and the active
+challenges of the registry, by the pure ``core.aggregation``; it is stored with its
+canonical hash (``records``).
+
+Before anything is sent, the vector is checked against the pallet's rules over the
+chain's state (``core.weightrules``): version key, stake, rate limit, permit, counts and
+the max weight limit. A refusal found there is recorded as such and sent nowhere; a dry
+run reports every refusal the chain would give. Submission is write-ahead: a
+``pending`` row first, then the SDK call, then ``submitted`` and, once the chain reads
+back exactly the computed u16 row (or our timelocked commit), ``confirmed``; a
+chain-side refusal turns the row ``failed`` and raises. A lost answer (deadline or
+connection loss while the extrinsic may be in flight) leaves it ``pending``: the
+outcome is unknown until the chain shows it. Nothing failed ever reads as submitted.
 """
 
 from __future__ import annotations
@@ -22,25 +29,28 @@ from platform_cli.chain import sync as chain_sync
 from platform_cli.chain.adapter import ChainClient, Hyperparams, Submission, SubmissionUnknown, WeightsRefused
 from platform_cli.chain.records import Vector
 from platform_cli.chain.settings import ChainSettings, WeightSettings
-from platform_cli.core import aggregation
+from platform_cli.core import aggregation, weightrules
 from platform_cli.core.epoch import Schedule
 from platform_cli.errors import PlatformError
 from platform_cli.identity import KeyStore, Signer
+from platform_cli.state import schedules
 from platform_cli.state.db import State
 from platform_cli.state.metagraph import Snapshot, latest_snapshot
 
 log = logging.getLogger("platform.weights")
 
 
-def _challenges(state: State, mechid: int) -> list[aggregation.ChallengeShare]:
-    from platform_cli.core.registry import Lifecycle
-    from platform_cli.registry import registry_state
+def _challenges(state: State, mechid: int, block: int) -> list[aggregation.ChallengeShare]:
+    """The challenges of mechanism ``mechid`` active at ``block`` (by the committed history)."""
+    from platform_cli.registry import active_at
 
-    shares = []
-    for record in registry_state(state).versions.values():
-        spec = record.spec
-        if record.state is Lifecycle.ACTIVE and spec.scoring.mechanism == mechid:
-            shares.append(aggregation.ChallengeShare(spec.id, spec.scoring.emission_ppm, spec.min_validators))
+    shares = [
+        aggregation.ChallengeShare(
+            record.spec.id, record.spec.scoring.emission_ppm, record.spec.min_validators
+        )
+        for record in active_at(state, block).values()
+        if record.spec.scoring.mechanism == mechid
+    ]
     return sorted(shares, key=lambda s: s.challenge)
 
 
@@ -72,18 +82,16 @@ def build(
     hyper: Hyperparams | None,
     settings: WeightSettings,
     *,
-    epoch: int | None = None,
+    epoch: int,
     own: str | None = None,
 ) -> Vector:
     """Aggregate the epoch's reports over ``snapshot``, in memory (nothing is written)."""
-    if epoch is None:
-        epoch = Schedule(snapshot.netuid, snapshot.tempo).epoch_of(snapshot.block)
     uids = {n.hotkey: n.uid for n in snapshot.neurons}
     try:
         result = aggregation.aggregate(
-            scores.reports_for(state, epoch),
+            scores.reports_for(state, epoch, first_block=snapshot.block),
             snapshot.validators(settings.min_stake_rao),
-            _challenges(state, settings.mechid),
+            _challenges(state, settings.mechid, snapshot.block),
             uids,
             _burn_uid(settings, snapshot, hyper),
         )
@@ -108,7 +116,7 @@ def build(
         "scored": len(result.medians),
     }
     for w in result.withheld:
-        log.warning(
+        log.info(
             "weights.withheld epoch=%d challenge=%s miner=%s validators=%d required=%d",
             epoch,
             w.challenge,
@@ -119,16 +127,46 @@ def build(
     return Vector(snapshot.netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
 
 
+def _stored_epoch_snapshot(state: State, netuid: int, start: int) -> tuple[Snapshot, Hyperparams] | None:
+    snapshot = latest_snapshot(state, netuid, start)
+    hyper = chain_sync.latest_hyperparams(state, netuid, start)
+    if snapshot is None or snapshot.block != start or hyper is None or hyper.block != start:
+        return None
+    return snapshot, hyper
+
+
+def _epoch_start(state: State, netuid: int, epoch: int, newest: Schedule) -> int:
+    """Where ``epoch`` began: the newest reading's epoch, or one an earlier sync recorded."""
+    if epoch > newest.index:
+        raise PlatformError(
+            f"epoch {epoch} has not begun: the chain was in epoch {newest.index} at block {newest.block}"
+        )
+    start = newest.start if epoch == newest.index else schedules.recorded_epoch_start(state, netuid, epoch)
+    if start is None:
+        raise PlatformError(
+            f"no sync during epoch {epoch} recorded where it began: its vector is computed over the "
+            "metagraph at that block"
+        )
+    return start
+
+
 def compute(
     state: State, netuid: int, settings: WeightSettings, *, epoch: int | None = None, own: str | None = None
 ) -> Vector:
-    """Aggregate the epoch's reports over the newest snapshot and store the vector."""
+    """Aggregate the epoch's reports over the snapshot the epoch names and store the vector."""
     scores.ingest(state)
-    snapshot = latest_snapshot(state, netuid)
-    if snapshot is None:
-        raise PlatformError(f"no metagraph snapshot for netuid {netuid}: run `platform chain sync` first")
-    hyper = chain_sync.latest_hyperparams(state, netuid, snapshot.block)
-    vector = build(state, snapshot, hyper, settings, epoch=epoch, own=own)
+    newest = schedules.latest_schedule(state, netuid)
+    if newest is None:
+        raise PlatformError(f"no epoch schedule for netuid {netuid}: run `platform chain sync` first")
+    epoch = newest.index if epoch is None else epoch
+    start = _epoch_start(state, netuid, epoch, newest)
+    stored = _stored_epoch_snapshot(state, netuid, start)
+    if stored is None:
+        raise PlatformError(
+            f"no metagraph snapshot at block {start}, where epoch {epoch} began: run `platform chain sync` "
+            "(its endpoint must still serve that block)"
+        )
+    vector = build(state, stored[0], stored[1], settings, epoch=epoch, own=own)
     records.store(state, vector)
     return vector
 
@@ -160,40 +198,37 @@ async def submit_with(
 ) -> tuple[Vector, Submission, str]:
     """:func:`submit` over an open client (the epoch loop keeps one).
 
-    A dry run reads the metagraph and plans in memory: it writes nothing but the score
-    reports it takes in from admitted ``evaluation`` messages. Once a submission used the
+    A dry run reads the chain and plans in memory: it writes nothing but the score
+    reports it takes in from admitted ``evaluation`` messages, and reports every refusal
+    the chain would give. Once a submission that may have reached the chain used the
     epoch's vector, later submissions of that epoch send it again.
     """
     scores.ingest(state)
-    snapshot, hyper = await client.metagraph(netuid)
+    schedule = await client.schedule(netuid)
+    head, head_hyper = await client.metagraph(netuid)
+    epoch = schedule.index if epoch is None else epoch
+    start = _epoch_start(state, netuid, epoch, schedule)
+    fresh = None
+    named = _stored_epoch_snapshot(state, netuid, start)
+    if named is None:
+        named = fresh = await client.metagraph(netuid, start)
     if not dry_run:
-        chain_sync.record_sync(state, snapshot, hyper, client.settings.network)
-    if epoch is None:
-        epoch = Schedule(netuid, snapshot.tempo).epoch_of(snapshot.block)
+        chain_sync.record_sync(state, head, head_hyper, schedule, client.settings.network, fresh)
     vector = None
     if records.fixed_by(state, netuid, settings.mechid, epoch) is not None:
         vector = records.load(state, netuid, settings.mechid, epoch)
     if vector is None:
-        vector = build(state, snapshot, hyper, settings, epoch=epoch, own=signer.ss58)
+        vector = build(state, named[0], named[1], settings, epoch=epoch, own=signer.ss58)
         if not dry_run:
             records.store(state, vector)
-
-    async def set_weights(dry: bool) -> Submission:
-        return await client.set_weights(
-            netuid,
-            vector.weights,
-            signer,
-            mechid=settings.mechid,
-            version_key=settings.version_key,
-            dry_run=dry,
-        )
-
     try:
-        plan = await set_weights(True)
+        vector = _for_the_chain_now(state, vector, head, head_hyper, signer.ss58, dry_run=dry_run)
+        await _preflight(client, head, head_hyper, vector, settings, signer, dry_run=dry_run)
+        plan = await _set_weights(client, vector, settings, signer, dry_run=True)
     except WeightsRefused as exc:
-        log.error("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        log.info("weights.refused epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
         if not dry_run:
-            records.finish(state, records.begin(state, vector, signer.ss58), "failed", "", None, str(exc))
+            records.refused(state, vector, signer.ss58, str(exc))
         raise
     if plan.u16 and plan.u16 != vector.u16:
         raise PlatformError(
@@ -203,25 +238,91 @@ async def submit_with(
         return vector, plan, "planned"
     row_id = records.begin(state, vector, signer.ss58)
     try:
-        done = await set_weights(False)
+        done = await _set_weights(client, vector, settings, signer, dry_run=False)
     except SubmissionUnknown as exc:
         # The extrinsic may have been included: only the chain can tell, so the row stays
         # pending and the epoch loop settles it from the chain (resolve_pending).
         message = f"outcome unknown, pending until the chain shows it: {exc}"
-        log.error("weights.unknown epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        log.info("weights.unknown epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
         records.finish(state, row_id, "pending", plan.path, None, message)
         raise PlatformError(
             f"weights for epoch {vector.epoch} may or may not have landed ({exc}); "
             f"submission #{row_id} stays pending until the chain shows it"
         ) from None
     except PlatformError as exc:
-        log.error("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
-        records.finish(state, row_id, "failed", plan.path, None, str(exc))
+        log.info("weights.failed epoch=%d hotkey=%s error=%s", vector.epoch, signer.ss58, exc)
+        records.finish(state, row_id, "failed", plan.path, None, f"the chain refused it: {exc}")
         raise
     records.finish(state, row_id, "submitted", done.path, done.block, done.message)
     outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
     records.finish(state, row_id, outcome, done.path, done.block, message)
     return vector, replace(done, message=message), outcome
+
+
+def _for_the_chain_now(
+    state: State, vector: Vector, head: Snapshot, hyper: Hyperparams, own: str, *, dry_run: bool
+) -> Vector:
+    """The vector's u16 row under the limit the chain enforces now (the agreed units stay).
+
+    The units (and the vector's hash) come from the epoch's snapshot; the u16 row is the
+    chain-facing step, redone with the head's ``max_weight_limit`` and our uid at the
+    head, so a limit changed within the epoch never gets the vector refused.
+    """
+    own_uid = next((n.uid for n in head.neurons if n.hotkey == own), None)
+    try:
+        u16 = aggregation.to_u16(vector.weights, hyper.max_weight_limit, own_uid)
+    except aggregation.AggregationError as exc:
+        raise WeightsRefused(
+            f"epoch {vector.epoch}'s weights cannot be sent to netuid {vector.netuid}: {exc}"
+        ) from None
+    if u16 == vector.u16:
+        return vector
+    converted = replace(vector, u16=u16)
+    if not dry_run:
+        records.store(state, converted)
+    return converted
+
+
+async def _set_weights(
+    client: ChainClient, vector: Vector, settings: WeightSettings, signer: Signer, *, dry_run: bool
+) -> Submission:
+    return await client.set_weights(
+        vector.netuid,
+        vector.u16,
+        signer,
+        mechid=settings.mechid,
+        version_key=settings.version_key,
+        dry_run=dry_run,
+    )
+
+
+async def _preflight(
+    client: ChainClient,
+    head: Snapshot,
+    hyper: Hyperparams,
+    vector: Vector,
+    settings: WeightSettings,
+    signer: Signer,
+    *,
+    dry_run: bool,
+) -> None:
+    """Every rule of the pallet the vector breaks at the head, as a refusal before sending."""
+    view = await client.weights_view(head, hyper, settings.mechid, signer.ss58)
+    uids = sorted(vector.u16)
+    call = weightrules.WeightsCall(
+        vector.netuid, settings.mechid, tuple(uids), tuple(vector.u16[u] for u in uids), settings.version_key
+    )
+    found = (
+        weightrules.timelocked_refusals(view, call)
+        if view.commit_reveal
+        else weightrules.refusals(view, call)
+    )
+    if found:
+        reasons = "; ".join(map(str, found))
+        where = f"epoch {vector.epoch}'s weights on netuid {vector.netuid}"
+        if dry_run:
+            raise WeightsRefused(f"dry run: the chain would refuse {where}: {reasons}")
+        raise WeightsRefused(f"the chain would refuse {where}, so they were not sent: {reasons}")
 
 
 async def _confirm(

@@ -20,7 +20,10 @@ def audit() -> None:
 @audit.command("verify")
 @pass_app
 def verify(app: AppContext) -> None:
-    """Check every link of the chain; exit 1 at the first broken one."""
+    """Check the database (SQLite's integrity check), then every link of the chain; exit 1 if broken."""
+    from platform_cli.state import integrity
+
+    integrity.require_intact(app.state.conn, app.state.path)
     report = audit_log.verify(app.state)
     if not report.ok:
         raise VerificationFailed(f"audit log is broken: {report.problem}")

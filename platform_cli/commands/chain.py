@@ -7,8 +7,10 @@ from pathlib import Path
 import click
 
 from platform_cli import output
-from platform_cli.chain.devchain import MAX_BLOCK
-from platform_cli.chain.devseed import MAX_TAO
+from platform_cli.chain.dev.chain import MAX_BLOCK
+from platform_cli.chain.dev.seed import MAX_TAO
+from platform_cli.chain.dev.seed import U16_MAX as MAX_TEMPO
+from platform_cli.commands.params import FILE
 from platform_cli.context import AppContext
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -31,9 +33,12 @@ def sync_(app: AppContext) -> None:
     """Read the metagraph and weight hyperparameters at the head into a snapshot."""
     from platform_cli.chain import sync
     from platform_cli.chain.adapter import run
+    from platform_cli.state.schedules import latest_schedule
 
     settings = _settings(app)
-    snapshot = run(sync.sync(app.state, settings, app.config.network.netuid))
+    netuid = app.config.network.netuid
+    snapshot = run(sync.sync(app.state, settings, netuid))
+    schedule = latest_schedule(app.state, netuid)
     output.record(
         {
             "network": settings.network,
@@ -41,6 +46,8 @@ def sync_(app: AppContext) -> None:
             "block": snapshot.block,
             "neurons": len(snapshot.neurons),
             "validators": len(snapshot.validators()),
+            "epoch": schedule.index if schedule else None,
+            "epoch_start": schedule.start if schedule else None,
         },
         as_json=app.json,
     )
@@ -55,15 +62,20 @@ def status(app: AppContext, offline: bool) -> None:
     from platform_cli.chain.adapter import ChainClient, run
 
     settings = _settings(app)
-    head = None
+    netuid = app.config.network.netuid
+    live = None
     if not offline:
 
-        async def read_head() -> int:
+        async def read_schedule():  # -> Schedule
             async with ChainClient(settings) as client:
-                return await client.block()
+                return await client.schedule(netuid)
 
-        head = run(read_head())
-    output.record(sync.status(app.state, app.config.network.netuid, head, settings.network), as_json=app.json)
+        live = run(read_schedule())
+    head = live.block if live else None
+    from platform_cli.commands.trust import trusted_sudo
+
+    info = sync.status(app.state, netuid, live, head, settings.network)
+    output.record({**info, **trusted_sudo(app.config.network, app.state)}, as_json=app.json)
 
 
 @chain.group("dev")
@@ -72,7 +84,7 @@ def dev() -> None:
 
 
 @dev.command("init")
-@click.option("--seed", type=click.Path(dir_okay=False, path_type=Path), help="Seed metagraph JSON.")
+@click.option("--seed", type=FILE, help="Seed metagraph JSON (a regular file).")
 @click.option(
     "--block-time-ms", type=click.IntRange(0, 2**31 - 1), help="Milliseconds per block (0: only `advance`)."
 )
@@ -89,7 +101,7 @@ def dev_init(
     rate_limit: int | None,
 ) -> None:
     """Create the dev chain from the seed (fixtures/metagraph/devnet.json by default)."""
-    from platform_cli.chain.devseed import init_dev_chain
+    from platform_cli.chain.dev.seed import init_dev_chain
     from platform_cli.state import audit
 
     settings = _settings(app)
@@ -120,7 +132,7 @@ def dev_init(
 @pass_app
 def dev_status(app: AppContext, last: int) -> None:
     """Head block, block time, subnet and epoch of the dev chain."""
-    from platform_cli.chain.devchain import DevChain
+    from platform_cli.chain.dev.chain import DevChain
 
     chain_ = DevChain(_settings(app).dev_db)
     try:
@@ -140,11 +152,40 @@ def dev_status(app: AppContext, last: int) -> None:
 @pass_app
 def dev_advance(app: AppContext, blocks: int) -> None:
     """Move the dev chain's head forward by BLOCKS (every process sees it)."""
-    from platform_cli.chain.devchain import DevChain
+    from platform_cli.chain.dev.chain import DevChain
 
     chain_ = DevChain(_settings(app).dev_db)
     try:
         chain_.advance(blocks)
+        output.record(_dev_info(chain_, app.config.network.netuid), as_json=app.json)
+    finally:
+        chain_.release()
+
+
+@dev.command("tempo")
+@click.argument("tempo", type=click.IntRange(1, MAX_TEMPO))
+@pass_app
+def dev_tempo(app: AppContext, tempo: int) -> None:
+    """Set the subnet's TEMPO as root does (``sudo_set_tempo``): the epoch cycle restarts now."""
+    from platform_cli.chain.dev.chain import DevChain
+
+    chain_ = DevChain(_settings(app).dev_db)
+    try:
+        chain_.set_tempo(app.config.network.netuid, tempo)
+        output.record(_dev_info(chain_, app.config.network.netuid), as_json=app.json)
+    finally:
+        chain_.release()
+
+
+@dev.command("trigger-epoch")
+@pass_app
+def dev_trigger_epoch(app: AppContext) -> None:
+    """Trigger the next epoch early, as the subnet owner does: it runs AdminFreezeWindow blocks from now."""
+    from platform_cli.chain.dev.chain import DevChain
+
+    chain_ = DevChain(_settings(app).dev_db)
+    try:
+        chain_.trigger_epoch(app.config.network.netuid)
         output.record(_dev_info(chain_, app.config.network.netuid), as_json=app.json)
     finally:
         chain_.release()
@@ -157,8 +198,8 @@ def dev_advance(app: AppContext, blocks: int) -> None:
 @pass_app
 def dev_register(app: AppContext, hotkey: str, coldkey: str | None, stake_tao: int) -> None:
     """Register HOTKEY (ss58) on the dev subnet; a full subnet evicts its weakest neuron."""
-    from platform_cli.chain.devchain import DevChain
-    from platform_cli.chain.devseed import RAO_PER_TAO
+    from platform_cli.chain.dev.chain import DevChain
+    from platform_cli.chain.dev.seed import RAO_PER_TAO
     from platform_cli.errors import PlatformError
     from platform_cli.identity import is_ss58
 
@@ -177,26 +218,28 @@ def dev_register(app: AppContext, hotkey: str, coldkey: str | None, stake_tao: i
 
 
 def _dev_info(chain_, netuid: int) -> dict[str, object]:  # chain_: DevChain
-    from platform_cli.core.epoch import Schedule
-
     head = chain_.head()
     graph = chain_.metagraph(netuid)
+    state = chain_.epoch(netuid)
     info: dict[str, object] = {
         "path": str(chain_.path),
         "head": head,
         "block_time_ms": chain_.block_time_ms(),
         "netuid": netuid,
     }
-    if graph is None:
+    if graph is None or state is None:
         info["subnet"] = "missing"
         return info
-    schedule = Schedule(netuid, int(graph["tempo"]))
+    next_start = state.next_epoch_start_block()
     info.update(
         neurons=graph["num_uids"],
         validators=sum(graph["validator_permit"]),
-        tempo=graph["tempo"],
-        epoch=schedule.epoch_of(head),
-        blocks_to_next_epoch=schedule.blocks_until_next(head),
+        tempo=state.tempo,
+        epoch=state.epoch_index,
+        last_epoch_block=state.last_epoch_block,
+        pending_epoch_at=state.pending_epoch_at or None,
+        next_epoch_start=next_start,
+        blocks_to_next_epoch=None if next_start is None else max(0, next_start - head),
     )
     info.update(chain_.pending_commits(netuid))
     return info

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from platform_cli import output
+from platform_cli.commands.params import FILE
 from platform_cli.context import AppContext
 from platform_cli.errors import PlatformError
 
@@ -48,7 +49,7 @@ def eval_() -> None:
 
 @eval_.command("run")
 @click.argument("challenge")
-@click.argument("submissions", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("submissions", nargs=-1, required=True, type=FILE)
 @click.option(
     "--jobs",
     "-j",
@@ -144,11 +145,11 @@ def replay(app: AppContext, eval_id: int) -> None:
 
 
 @eval_.command("conformance")
-@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("module", type=FILE)
 @click.option(
     "--challenge",
     "challenge_toml",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=FILE,
     help="Take limits, entrypoint and params from this challenge.toml.",
 )
 @pass_app
@@ -161,11 +162,11 @@ def conformance(app: AppContext, module: Path, challenge_toml: Path | None) -> N
     data = read_limited(module, MAX_CHALLENGE_MODULE_BYTES, "module")
     kwargs = {}
     if challenge_toml is not None:
-        from platform_cli.config import read_toml
         from platform_cli.core.challenge import SpecError, parse_spec
+        from platform_cli.files import read_toml
 
         try:
-            spec = parse_spec(read_toml(challenge_toml))
+            spec = parse_spec(read_toml(challenge_toml, "challenge file"))
         except SpecError as exc:
             raise PlatformError(f"{challenge_toml}: {exc}") from None
         kwargs = {"entrypoint": spec.entrypoint, "limits": spec.resources, "params": spec.params}

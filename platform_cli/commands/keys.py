@@ -6,6 +6,7 @@ import click
 
 from platform_cli import output
 from platform_cli.context import AppContext
+from platform_cli.errors import PlatformError
 from platform_cli.identity import SCHEMES, KeyStore
 from platform_cli.state import audit
 
@@ -23,9 +24,11 @@ def keys() -> None:
 @click.option("--scheme", type=click.Choice(SCHEMES), default="sr25519", show_default=True)
 @pass_app
 def new(app: AppContext, name: str, scheme: str) -> None:
-    """Generate a new key."""
-    identity = KeyStore(app.data_dir).new(name, scheme)
-    audit.append(app.state, identity.ss58, "keys.new", identity.to_json())
+    """Generate a new key (recorded in the audit log; a key that cannot be recorded is not kept)."""
+    state = app.state
+    identity = KeyStore(app.data_dir).new(
+        name, scheme, record=lambda made: audit.append(state, made.ss58, "keys.new", made.to_json())
+    )
     output.record(identity.to_json(), as_json=app.json)
 
 
@@ -37,17 +40,30 @@ def new(app: AppContext, name: str, scheme: str) -> None:
 @pass_app
 def import_(app: AppContext, name: str, wallet: str, hotkey: str, wallet_path: str | None) -> None:
     """Import a Bittensor wallet hotkey."""
-    identity = KeyStore(app.data_dir).import_wallet(name, wallet, hotkey, wallet_path)
-    audit.append(app.state, identity.ss58, "keys.import", identity.to_json())
+    state = app.state
+    identity = KeyStore(app.data_dir).import_wallet(
+        name,
+        wallet,
+        hotkey,
+        wallet_path,
+        record=lambda made: audit.append(state, made.ss58, "keys.import", made.to_json()),
+    )
     output.record(identity.to_json(), as_json=app.json)
 
 
 @keys.command("list")
 @pass_app
 def list_(app: AppContext) -> None:
-    """List keys."""
-    rows = [identity.to_json() for identity in KeyStore(app.data_dir).list()]
-    output.table(rows, COLUMNS, as_json=app.json, empty="no keys yet: see 'platform keys new --help'")
+    """List keys; a broken key file is listed with its problem (and the exit code is 1)."""
+    found, broken = KeyStore(app.data_dir).scan()
+    rows = [identity.to_json() for identity in found]
+    rows += [{"name": name, "problem": str(problem)} for name, problem in broken]
+    rows.sort(key=lambda row: row["name"])
+    columns = (*COLUMNS, "problem") if broken else COLUMNS
+    output.table(rows, columns, as_json=app.json, empty="no keys yet: see 'platform keys new --help'")
+    if broken:
+        names = ", ".join(name for name, _ in broken)
+        raise PlatformError(f"{len(broken)} key file(s) cannot be used: {names} (see the problem column)")
 
 
 @keys.command("show")

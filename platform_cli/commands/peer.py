@@ -38,11 +38,17 @@ def run(app: AppContext, listen: tuple[str, ...], bootstrap: tuple[str, ...], ke
         listen=listen, bootstrap=tuple(dict.fromkeys(settings.bootstrap + bootstrap)), key=key_name
     )
     check_addrs(settings)
+    from platform_cli.commands.trust import trusted_sudo
+    from platform_cli.state import integrity
+
+    trusted_sudo(app.config.network, app.state, required=True)
+    integrity.require_intact(app.state.conn, app.state.path, quick=True)
     running = store.running_node(app.state)
     if running is not None:
         raise PlatformError(f"a node is already running on {app.data_dir} (pid {running.pid})")
     from platform_cli.p2p.node import run_forever
 
+    app.serving()
     run_forever(app.data_dir, settings, app.config.network)
 
 
@@ -110,9 +116,9 @@ def publish(app: AppContext, topic: str, source: str, key_name: str | None, kind
     from platform_cli.p2p import client, outgoing
 
     data = read_limited(source, MESSAGE_FILE_MAX_BYTES, "message")
+    parsed = outgoing.parse_input(data, source)
     client.require_node(app.state)
     network = app.config.network
-    parsed = outgoing.parse_input(data, source)
     if key_name:
         if isinstance(parsed, env.Envelope):
             raise PlatformError(f"{source} is already a signed envelope: drop --key")
@@ -159,7 +165,7 @@ def traffic(app: AppContext) -> None:
 
 @peer.command("inbox")
 @click.option("--topic", help="Only this topic (full id).")
-@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 2**63 - 1), default=50, show_default=True)
 @pass_app
 def inbox(app: AppContext, topic: str | None, limit: int) -> None:
     """Messages this node admitted, newest first."""

@@ -9,10 +9,12 @@ import click
 
 from platform_cli import output
 from platform_cli import registry as reg
+from platform_cli.commands.params import FILE
+from platform_cli.commands.trust import trusted_sudo
 from platform_cli.context import AppContext
 from platform_cli.core.registry import Action, Lifecycle
 from platform_cli.errors import PlatformError
-from platform_cli.state.db import DB_FILENAME
+from platform_cli.state.db import state_exists
 
 pass_app = click.make_pass_decorator(AppContext)
 
@@ -23,34 +25,37 @@ def registry() -> None:
 
 
 @registry.command("sign")
-@click.argument("challenge_toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("challenge_toml", type=FILE)
 @click.option("--key", "key_name", required=True, help="Name of the sudo key (platform keys list).")
 @click.option("--action", type=click.Choice([a.value for a in Action]), required=True)
 @click.option(
     "-o",
     "--output",
     "out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write here instead of stdout.",
+    type=FILE,
+    help="Write the update to OUT, a new file or a regular file it replaces whole (a symlink or "
+    "special file there is refused, never written through); '-' or no -o: stdout.",
 )
 @pass_app
 def sign(app: AppContext, challenge_toml: Path, key_name: str, action: str, out: Path | None) -> None:
-    """Sign a challenge update offline (covers the metadata and the module's hash)."""
+    """Sign a challenge update offline (covers the metadata and the module's hash).
+
+    The signing is recorded in the audit log only once the update was written out.
+    """
+    from platform_cli import files
     from platform_cli.identity import KeyStore
 
     signer = KeyStore(app.data_dir).signer(key_name)
-    update = reg.sign_update(app.state, app.config, challenge_toml, signer, action)
-    text = json.dumps(update.to_json(), indent=2, sort_keys=True) + "\n"
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(out)
-    except OSError as exc:
-        raise PlatformError(f"cannot write {out}: {exc.strerror}") from None
-    click.echo(f"signed {action} of {challenge_toml} -> {out}", err=True)
+
+    def render(update: reg.SignedUpdate) -> bytes:
+        return (json.dumps(update.to_json(), indent=2, sort_keys=True) + "\n").encode()
+
+    with files.output_file(out, "output") as output:
+        reg.sign_update(
+            app.state, app.config, challenge_toml, signer, action, emit=lambda u: output.write(render(u))
+        )
+    if output.path is not None:
+        click.echo(f"signed {action} of {challenge_toml} -> {output.path}", err=True)
 
 
 @registry.command("verify")
@@ -58,10 +63,23 @@ def sign(app: AppContext, challenge_toml: Path, key_name: str, action: str, out:
 @click.option("--sudo", help="ss58 of the sudo owner [default: network.sudo from the config].")
 @pass_app
 def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
-    """Verify a signed update: exit 0 if valid, else exit 1 with the reason."""
+    """Verify a signed update: exit 0 if valid, else exit 1 with the reason.
+
+    The output says which sudo key was trusted and where it came from; after a
+    'platform chain sync' it also says whether that key is the subnet owner's hotkey.
+    """
     update = reg.load_update(update_json)
-    state = app.state if (app.data_dir / DB_FILENAME).exists() else None
-    parsed = reg.verify_update(update, app.config, sudo=sudo, state=state)
+    state = app.state if state_exists(app.data_dir) else None  # verify needs no state; a wiped one is refused
+    network = app.config.network
+    if sudo is not None:
+        from dataclasses import replace
+
+        from platform_cli.identity import is_ss58
+
+        if not is_ss58(sudo):
+            raise PlatformError(f"--sudo {sudo!r} is not an ss58 address")
+        network = replace(network, sudo_key=sudo, sudo_source="the --sudo option")
+    parsed = reg.verify_update(update, app.config, sudo=network.sudo, state=state)
     output.record(
         {
             "valid": True,
@@ -71,6 +89,7 @@ def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
             "module_sha256": parsed.spec.module_sha256,
             "signer": update.envelope.signer,
             "seq": update.envelope.seq,
+            **trusted_sudo(network, state),
         },
         as_json=app.json,
     )
@@ -82,7 +101,10 @@ def verify(app: AppContext, update_json: str, sudo: str | None) -> None:
 def propose(app: AppContext, update_json: str) -> None:
     """Verify an update and record it as pending for consensus."""
     update_id = reg.propose(app.state, app.config, reg.load_update(update_json))
-    output.record({"update_id": update_id, "status": "pending"}, as_json=app.json)
+    output.record(
+        {"update_id": update_id, "status": "pending", **trusted_sudo(app.config.network, app.state)},
+        as_json=app.json,
+    )
 
 
 @registry.command("list")
@@ -105,3 +127,17 @@ def list_(app: AppContext, lifecycle: str | None) -> None:
 def show(app: AppContext, challenge_id: str, version: str | None) -> None:
     """Show a challenge version's metadata."""
     output.record(reg.show_version(app.state, challenge_id, version), as_json=app.json)
+
+
+@registry.command("history")
+@click.argument("challenge_id", required=False)
+@pass_app
+def history(app: AppContext, challenge_id: str | None) -> None:
+    """Committed changes in commit order, each with the block it takes effect from."""
+    rows = reg.history(app.state, challenge_id)
+    output.table(
+        rows,
+        ("seq", "id", "version", "previous", "state", "effective_block"),
+        as_json=app.json,
+        empty="no committed changes",
+    )

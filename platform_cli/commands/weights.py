@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from platform_cli import output
-from platform_cli.chain.devchain import MAX_BLOCK
+from platform_cli.chain.dev.chain import MAX_BLOCK
 from platform_cli.context import AppContext
 
 pass_app = click.make_pass_decorator(AppContext)
@@ -129,6 +129,7 @@ def run_(app: AppContext, key_name: str | None) -> None:
 
     settings = _settings(app)
     signer = KeyStore(app.data_dir).signer(key_name or settings.hotkey)
+    app.serving()
     serve(app.state, chain_settings(app.config, app.data_dir), settings, signer, app.config.network.netuid)
 
 

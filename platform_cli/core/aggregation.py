@@ -21,18 +21,20 @@ metagraph snapshot, the challenges with their emission shares (ppm) and
    (the subnet owner, configurable; ``None`` leaves them unset).
 4. Hotkeys map to uids at the snapshot block; miners no longer registered are dropped
    (their share burns).
-5. :func:`to_u16` converts the unit vector exactly as the bittensor SDK does
-   (``clip_to_max_weight`` then ``normalize``), reimplemented here so the agreed vector
-   is known before anything touches the chain; a property test holds it equal to the SDK.
+5. :func:`to_u16` converts the unit vector to the u16 row the chain will store: the
+   nearest vector (to the intended shares, capped at ``max_weight_limit``) that the
+   pallet's exact fixed-point check accepts, or a refusal when none exists. The SDK's
+   own conversion rounds after clipping and sends ~1% of capped vectors the pallet
+   refuses; ours passes its checks unchanged (a property test holds both facts).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
-from math import isfinite
+from fractions import Fraction
 
 SCORE_MAX = 10**9
 PPM = 1_000_000
@@ -186,55 +188,78 @@ def aggregate(
     return Aggregate(vector, scores, tuple(withheld), tuple(sorted(dropped)), burned)
 
 
-def normalize(uids: Sequence[int], weights: Sequence[float]) -> tuple[list[int], list[int]]:
-    """Max-upscale to u16 and drop zeros: the SDK's ``bittensor.intents.weights.normalize``."""
-    if len(uids) != len(weights):
-        raise AggregationError(f"uids and weights differ in length: {len(uids)} vs {len(weights)}")
-    if any(not isfinite(w) or w < 0 for w in weights):
-        raise AggregationError("weights must be finite and non-negative")
-    top = max(weights) if weights else 0
-    if top == 0:
-        return [], []
-    out_uids: list[int] = []
-    out_vals: list[int] = []
-    for uid, weight in zip(uids, weights, strict=True):
-        value = round((weight / top) * U16_MAX)
-        if value != 0:
-            out_uids.append(int(uid))
-            out_vals.append(int(value))
-    return out_uids, out_vals
+def _clipped_target(items: Sequence[tuple[int, int]], limit: int | None) -> dict[int, Fraction]:
+    """The intended vector in u16 units, largest entry 65535, shares capped at ``limit``/65535.
+
+    Shares above the cap are clipped and the rest scaled up in proportion (the shares
+    closest to the intended ones, in relative entropy, that respect the cap; the SDK's
+    ``clip_to_max_weight`` approximates the same in floats).
+    """
+    top = max(w for _, w in items)
+    if limit is None:
+        return {uid: Fraction(w * U16_MAX, top) for uid, w in items}
+    cap = Fraction(limit, U16_MAX)
+    rest = sum(w for _, w in items)
+    ordered = sorted(items, key=lambda item: -item[1])
+    clipped = 0
+    while (1 - clipped * cap) * ordered[clipped][1] > cap * rest:
+        rest -= ordered[clipped][1]
+        clipped += 1
+    if clipped == 0:
+        return {uid: Fraction(w * U16_MAX, top) for uid, w in items}
+    scale = (1 - clipped * cap) * U16_MAX / (cap * rest)
+    capped = {uid for uid, _ in ordered[:clipped]}
+    return {uid: Fraction(U16_MAX) if uid in capped else scale * w for uid, w in items}
 
 
-def clip_to_max_weight(weights: Sequence[float], limit: float) -> list[float]:
-    """Sum-normalise with no element above ``limit``: the SDK's ``clip_to_max_weight``."""
-    n = len(weights)
-    total = float(sum(weights))
-    if n == 0 or total <= 0:
-        raise AggregationError("all weights are zero; nothing to set")
-    if n * limit <= 1:
-        return [1.0 / n] * n
-    estimation = sorted(w / total for w in weights)
-    if estimation[-1] <= limit:
-        return [w / total for w in weights]
-    epsilon = 1e-7
-    cumsum = list(accumulate(estimation))
-    n_values = sum(1 for i, e in enumerate(estimation) if e / ((n - i - 1) * e + cumsum[i] + epsilon) < limit)
-    cutoff = (limit * cumsum[n_values - 1] - epsilon) / (1 - limit * (n - n_values)) * total
-    clipped = [min(float(w), cutoff) for w in weights]
-    clipped_total = sum(clipped)
-    return [w / clipped_total for w in clipped]
+def required_sum(limit: int) -> int:
+    """The least u16 sum a vector whose largest entry is 65535 needs under ``limit``.
+
+    ``65535 * 65535 <= limit * sum``: the largest share is at most ``limit``/65535
+    exactly. The pallet's fixed-point check (``core.weightrules.max_share_ok``) then
+    passes, and the SDK's own ``clip_to_max_weight`` leaves the vector as it is.
+    """
+    return -(-U16_MAX * U16_MAX // limit)
 
 
 def to_u16(weights: Mapping[int, int], max_weight_limit: int, own_uid: int | None = None) -> dict[int, int]:
-    """uid -> u16 exactly as the SDK's ``SetWeights`` emits for ``{uid: float(units)}``."""
-    uids = sorted(weights)
-    floats = [float(weights[uid]) for uid in uids]
-    if not uids or sum(floats) <= 0:
+    """uid -> u16 as the chain will store it, accepted by the pallet's exact integer check.
+
+    The rule (docs/weights-on-chain.md): take the intended vector in u16 units (largest
+    entry 65535, shares capped at the limit, :func:`_clipped_target`), round each entry
+    to the nearest integer (ties to even), and while the sum is below
+    :func:`required_sum` raise by 1 the entry whose distance to its target stays
+    smallest. No vector the chain accepts is closer to the target: the largest and the
+    total distance are both minimal. Zeros are dropped, as the SDK drops them. A lone self-weight and a
+    limit of 65535 are not capped. When no accepted vector over these uids exists (fewer
+    than 65535/limit uids), :class:`AggregationError` says so before anything is sent.
+    """
+    items = sorted((uid, w) for uid, w in weights.items() if w > 0)
+    if not items:
         raise AggregationError("all weights are zero; nothing to set")
-    if uids != [own_uid] and max_weight_limit < U16_MAX:
-        floats = clip_to_max_weight(floats, max_weight_limit / U16_MAX)
-    out_uids, out_vals = normalize(uids, floats)
-    return dict(zip(out_uids, out_vals, strict=True))
+    limited = [uid for uid, _ in items] != [own_uid] and max_weight_limit < U16_MAX
+    if limited and len(items) * max_weight_limit < U16_MAX:
+        needed = -(-U16_MAX // max_weight_limit) if max_weight_limit else None
+        raise AggregationError(
+            f"the subnet's max_weight_limit {max_weight_limit}/{U16_MAX} "
+            + (
+                f"needs weight on at least {needed} uids"
+                if needed
+                else "refuses every vector but a lone self-weight"
+            )
+            + f"; this vector has {len(items)}: the chain would refuse it"
+        )
+    target = _clipped_target(items, max_weight_limit if limited else None)
+    values = {uid: round(x) for uid, x in target.items()}
+    missing = required_sum(max_weight_limit) - sum(values.values()) if limited else 0
+    raisable = [(values[uid] + 1 - x, uid) for uid, x in target.items() if values[uid] < U16_MAX]
+    heapq.heapify(raisable)
+    for _ in range(missing):
+        _, uid = heapq.heappop(raisable)
+        values[uid] += 1
+        if values[uid] < U16_MAX:
+            heapq.heappush(raisable, (values[uid] + 1 - target[uid], uid))
+    return {uid: v for uid, v in values.items() if v > 0}
 
 
 def pad_to_min_weights(
@@ -242,26 +267,29 @@ def pad_to_min_weights(
 ) -> tuple[dict[int, int], list[int]]:
     """Add the smallest weight that survives u16 quantisation to free uids, in ``candidates`` order.
 
-    The chain refuses vectors with fewer than ``min_allowed_weights`` nonzero entries;
+    The SDK refuses vectors with fewer than ``min_allowed_weights`` nonzero entries;
     padding with one-in-65535 weights keeps the computed proportions while meeting the
     rule. Returns the padded vector and the uids added.
     """
     vector = {uid: w for uid, w in weights.items() if w > 0}
-
-    def nonzero() -> int:
-        return len(to_u16(vector, max_weight_limit)) if vector else 0
-
+    free = [uid for uid in dict.fromkeys(candidates) if uid not in vector]
     added: list[int] = []
-    for uid in dict.fromkeys(candidates):
-        if nonzero() >= min_allowed:
-            break
-        if uid in vector:
-            continue
-        top = max(vector.values(), default=UNITS)
-        vector[uid] = -(-top // U16_MAX)
-        added.append(uid)
-    if nonzero() < min_allowed:
+    while (short := min_allowed - _surviving(vector, max_weight_limit)) > 0 and free:
+        pad = -(-max(vector.values(), default=UNITS) // U16_MAX)
+        for uid in free[:short]:
+            vector[uid] = pad
+            added.append(uid)
+        free = free[short:]
+    if _surviving(vector, max_weight_limit) < min_allowed:
         raise AggregationError(
             f"only {len(vector)} uids can carry weight but the subnet requires min_allowed_weights={min_allowed}"
         )
     return dict(sorted(vector.items())), added
+
+
+def _surviving(vector: Mapping[int, int], max_weight_limit: int) -> int:
+    """How many entries stay nonzero in u16 (counted without the cap while it cannot be met)."""
+    if not vector:
+        return 0
+    limit = max_weight_limit if len(vector) * max_weight_limit >= U16_MAX else U16_MAX
+    return len(to_u16(vector, limit))

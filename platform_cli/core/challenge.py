@@ -7,6 +7,7 @@ is signed and hashed; ``spec_from_canonical`` reads it back (from a signed updat
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,12 +24,20 @@ _SEMVER_RE = re.compile(
     r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?$"
 )
+MAX_VERSION_CHARS = 64
+MAX_VERSION_NUMBER = 2**53 - 1
+"""Version numbers every client parses exactly (JavaScript's safe integers, as npm's semver)."""
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
 class SpecError(ValueError):
     """challenge metadata is invalid; the message names the field."""
+
+
+def is_challenge_id(text: object) -> bool:
+    """A challenge id is a slug: a-z, 0-9 and inner '-', at most 64 characters."""
+    return isinstance(text, str) and _SLUG_RE.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -42,9 +51,16 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
-        match = _SEMVER_RE.match(text) if isinstance(text, str) else None
+        match = (
+            _SEMVER_RE.fullmatch(text) if isinstance(text, str) and len(text) <= MAX_VERSION_CHARS else None
+        )
         if not match:
-            raise SpecError(f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+            raise SpecError(
+                f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH, at most {MAX_VERSION_CHARS} characters)"
+            )
+        numbers = [*match.group(1, 2, 3), *(p for p in (match.group(4) or "").split(".") if p.isdigit())]
+        if any(int(number) > MAX_VERSION_NUMBER for number in numbers):
+            raise SpecError(f"version {text!r} has a number above {MAX_VERSION_NUMBER}")
         pre: tuple[tuple[int, int | str], ...] = ()
         if match.group(4):
             pre = tuple((0, int(part)) if part.isdigit() else (1, part) for part in match.group(4).split("."))
@@ -105,6 +121,10 @@ class ChallengeSpec:
     def canonical_bytes(self) -> bytes:
         return canonical.encode(self.to_canonical())
 
+    def spec_sha256(self) -> str:
+        """The hash of the signed metadata: names exactly what an evaluation ran under."""
+        return hashlib.sha256(self.canonical_bytes()).hexdigest()
+
 
 _LIMITS: dict[str, tuple[int, int]] = {
     "fuel": (1_000, 10**13),
@@ -158,7 +178,7 @@ def parse_spec(doc: Any) -> ChallengeSpec:
     meta = _Fields(root.get("challenge", dict), "challenge")
     meta.reject_unknown({"id", "version", "name", "description", "abi", "entrypoint", "min_validators"})
     challenge_id = meta.get("id", str)
-    if not _SLUG_RE.match(challenge_id):
+    if not is_challenge_id(challenge_id):
         raise SpecError(f"challenge.id {challenge_id!r} is not a slug (a-z, 0-9, '-')")
     version = meta.get("version", str)
     try:
@@ -169,7 +189,7 @@ def parse_spec(doc: Any) -> ChallengeSpec:
     if abi not in ABI_VERSIONS:
         raise SpecError(f"challenge.abi = {abi} is not supported (supported: {ABI_VERSIONS})")
     entrypoint = meta.get("entrypoint", str, "evaluate")
-    if not _IDENT_RE.match(entrypoint):
+    if not _IDENT_RE.fullmatch(entrypoint):
         raise SpecError(f"challenge.entrypoint {entrypoint!r} is not an export name")
 
     module = _Fields(root.get("module", dict), "module")
@@ -178,7 +198,7 @@ def parse_spec(doc: Any) -> ChallengeSpec:
     if not module_path or module_path.startswith("/") or ".." in module_path.split("/"):
         raise SpecError(f"module.path {module_path!r} must be a relative path inside the challenge")
     sha256 = module.get("sha256", str)
-    if not _SHA256_RE.match(sha256):
+    if not _SHA256_RE.fullmatch(sha256):
         raise SpecError(f"module.sha256 {sha256!r} is not 64 lowercase hex digits")
 
     res = _Fields(root.get("resources", dict), "resources")

@@ -20,7 +20,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platform_cli.errors import PlatformError
+from platform_cli.errors import PlatformError, StateDamaged, storage_error
+from platform_cli.state import integrity, marker
 from platform_cli.state.migrations import migrate, pending
 
 if TYPE_CHECKING:
@@ -56,9 +57,23 @@ class State:
         self.close()
 
 
-def open_state(data_dir: Path, *, readonly: bool = False) -> State:
-    """Open (creating if needed) the state under ``data_dir`` and bring its schema up to date."""
-    path = Path(data_dir) / DB_FILENAME
+def state_exists(data_dir: Path) -> bool:
+    """Whether ``data_dir`` holds a state, or held one (its ``state.id`` remains)."""
+    return (Path(data_dir) / DB_FILENAME).exists() or marker.marker_path(data_dir).exists()
+
+
+def open_state(data_dir: Path, *, readonly: bool = False, full_check: bool = False) -> State:
+    """Open (creating if needed) the state under ``data_dir`` and bring its schema up to date.
+
+    Refuses, with what to do, a database that is damaged (``integrity.on_open_check``;
+    everything with ``full_check``) and one that is missing, empty or another state where
+    ``state.id`` shows this data dir held a state before.
+    """
+    data_dir = Path(data_dir)
+    path = data_dir / DB_FILENAME
+    previous = marker.read_marker(data_dir)
+    if previous is not None and not path.exists():
+        raise StateDamaged(_lost(path, previous, "is missing"))
     try:
         if readonly:
             if not path.exists():
@@ -68,20 +83,83 @@ def open_state(data_dir: Path, *, readonly: bool = False) -> State:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
     except (OSError, sqlite3.Error) as exc:
-        raise PlatformError(f"cannot open state database {path}: {exc}") from None
+        raise storage_error(exc, data_dir, path) or PlatformError(
+            f"cannot open state database {path}: {exc}"
+        ) from None
     conn.isolation_level = None
     state = State(conn, path)
     try:
-        if not readonly:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            if pending(conn):
-                migrate(state.db)
+        _prepare(state, data_dir, previous, readonly=readonly, full_check=full_check)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise PlatformError(f"state database {path} is unusable: {exc}") from None
+        raise storage_error(exc, data_dir, path) or PlatformError(
+            f"state database {path} is unusable: {exc}"
+        ) from None
+    except BaseException:
+        conn.close()
+        raise
     return state
+
+
+def _prepare(
+    state: State, data_dir: Path, previous: marker.Marker | None, *, readonly: bool, full_check: bool
+) -> None:
+    conn = state.conn
+    if previous is not None and not conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+        raise StateDamaged(_lost(state.path, previous, "is empty"))
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        if pending(conn):
+            migrate(state.db)
+    if full_check:
+        problems = integrity.full_check(conn)
+    else:
+        size = _size(state.path) + _size(Path(f"{state.path}-wal"))
+        problems = integrity.on_open_check(conn, size)
+    if problems:
+        raise StateDamaged(
+            f"the state database {state.path} is damaged ({problems[0]}): "
+            "see 'platform state check'; restore a backup ('platform state backup')"
+        )
+    recorded = state_identity(state)
+    if recorded is None:
+        return
+    if previous is not None and previous.state_id != recorded.state_id:
+        raise StateDamaged(
+            f"{state.path} holds state {recorded.state_id}, but {marker.marker_path(data_dir)} says this "
+            f"data dir held state {previous.state_id}: the database was replaced. Put the right one back, "
+            f"or remove {marker.MARKER_FILENAME} to adopt this one"
+        )
+    if previous is None and not readonly:
+        marker.write_marker(data_dir, recorded)
+
+
+def state_identity(state: State) -> marker.Marker | None:
+    """The id and creation time the database holds (``None`` before migration m0013)."""
+    meta = state.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'state_meta'")
+    if meta.fetchone() is None:
+        return None
+    values = dict(state.execute("SELECT key, value FROM state_meta").fetchall())
+    if "state_id" not in values:
+        return None
+    return marker.Marker(values["state_id"], int(values.get("created_ms", 0)))
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _lost(path: Path, previous: marker.Marker, what: str) -> str:
+    return (
+        f"the state database {path} {what}, but this data dir held state {previous.state_id} "
+        f"({marker.MARKER_FILENAME}): restore it from a backup ('platform state backup' makes one); "
+        f"to start a new state on purpose, remove {path.parent / marker.MARKER_FILENAME}"
+    )
 
 
 @contextlib.contextmanager

@@ -87,3 +87,12 @@ def latest_validator_set(state: State, netuid: int, min_stake_rao: int = 0) -> d
     """hotkey -> stake of the validators in the newest snapshot; empty if none synced."""
     snapshot = latest_snapshot(state, netuid)
     return snapshot.validators(min_stake_rao) if snapshot else {}
+
+
+def subnet_owner(state: State, netuid: int) -> tuple[str, int] | None:
+    """The subnet owner's hotkey and the block it was read at, from the newest chain sync."""
+    row = state.execute(
+        "SELECT owner_hotkey, block FROM chain_hyperparams WHERE netuid = ? ORDER BY block DESC LIMIT 1",
+        [netuid],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
