@@ -1,16 +1,23 @@
-"""P2P benchmark: 4 `platform peer run` processes on 127.0.0.1, 1 KiB messages.
+"""P2P benchmark: `platform peer run` processes on 127.0.0.1, 1 KiB messages.
 
-Prints delivery latency (p50/p99, from queueing in the publisher's outbox and from the
-moment it was published, to the row in each receiver's inbox), the highest sustained
-rate tried that delivered every message to every node, and CPU per message (all four
-node processes together, from /proc).
+Mesh (4 nodes): delivery latency (p50/p99, from queueing in the publisher's outbox and
+from the moment it was published, to the row in each receiver's inbox), the highest
+sustained rate tried that delivered every message to every node, and CPU per message
+(all four node processes together, from /proc).
 
-    python bench/bench_p2p.py [--rates 50,100,200,400] [--seconds 5]
+Flood (one peer publishing 2,000 messages as fast as it can, then staying connected
+``--linger`` seconds): the zero-loss rate of plain py-libp2p (``p2p_rogue.py --sink``:
+the node's queue settings, no admission) and of a node (every message admitted and
+stored), measured alternately in the same run, and their ratio; then the same flood at a
+node with the default limits, where received = admitted + refused + dropped.
+
+    python bench/bench_p2p.py [--rates 50,100,200,400] [--seconds 5] [--flood-rounds 3] [--skip-mesh]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import statistics
 import sys
@@ -20,8 +27,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from platform_cli.p2p import outgoing
-from tests.p2p_helpers import NodeProc, mesh_ready, queue, start_mesh, wait_for
+from platform_cli.core import gossip
+from platform_cli.identity import KeyStore, Signer
+from platform_cli.p2p import outgoing, store
+from platform_cli.state.db import open_state
+from platform_cli.state.metagraph import Neuron, Snapshot, latest_snapshot, save_snapshot
+from tests.p2p_helpers import (
+    NETWORK,
+    NodeProc,
+    Sink,
+    flood,
+    mesh_ready,
+    prepare_node_dirs,
+    queue,
+    start_mesh,
+    traffic_totals,
+    wait_for,
+)
 
 PAYLOAD = "x" * 1024
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -36,8 +58,7 @@ CONFIG = (
 
 def cpu_seconds(node: NodeProc) -> float:
     assert node.proc is not None
-    fields = Path(f"/proc/{node.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+    return pid_cpu_seconds(node.proc.pid)
 
 
 def publish_at(node: NodeProc, rate: float, count: int, tag: str) -> list[str]:
@@ -103,19 +124,154 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="50,100,150,200,300,400")
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--flood-rounds", type=int, default=3)
+    parser.add_argument("--linger", type=float, default=10.0)
+    parser.add_argument("--skip-mesh", action="store_true")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        nodes = start_mesh(Path(tmp), 4, config=CONFIG)
-        try:
-            mesh_ready(nodes)
-            per_delivery = run(nodes, [float(r) for r in args.rates.split(",")], args.seconds)
-        finally:
-            for node in nodes:
-                node.stop()
-        admission = admission_cost_ms(Path(tmp))
-        print(f"admission (decode, verify, replay window, inbox write): {admission:.2f} ms per message")
-        if per_delivery:
-            print(f"ratio admission / total CPU per delivery: {admission / per_delivery:.2f}")
+        if not args.skip_mesh:
+            nodes = start_mesh(Path(tmp), 4, config=CONFIG)
+            try:
+                mesh_ready(nodes)
+                per_delivery = run(nodes, [float(r) for r in args.rates.split(",")], args.seconds)
+            finally:
+                for node in nodes:
+                    node.stop()
+            admission = admission_cost_ms(Path(tmp))
+            print(f"admission (decode, verify, replay window, inbox write): {admission:.2f} ms per message")
+            if per_delivery:
+                print(f"ratio admission / total CPU per delivery: {admission / per_delivery:.2f}")
+        flood_capacity(Path(tmp) / "capacity", args.flood_rounds, args.linger)
+        flood_policy(Path(tmp) / "policy", args.linger)
+
+
+FLOOD = 2000
+TOPIC = gossip.topic_name(NETWORK.netuid, "submissions")
+
+
+def flood_node(root: Path, config: str) -> tuple[NodeProc, Signer]:
+    """A running node, and a registered miner whose messages it admits."""
+    (node_dir,) = prepare_node_dirs(root, 1, config)
+    keys = KeyStore(root / "miner")
+    keys.new("miner", "ed25519")
+    miner = keys.signer("miner")
+    with open_state(node_dir) as state:
+        old = latest_snapshot(state, NETWORK.netuid)
+        assert old is not None
+        neuron = Neuron(len(old.neurons), miner.ss58, miner.ss58, 0, False)
+        save_snapshot(state, Snapshot(NETWORK.netuid, old.block + 1, old.tempo, (*old.neurons, neuron)))
+    node = NodeProc(node_dir, root / "node.log")
+    node.start()
+    return node, miner
+
+
+def flood_messages(root: Path, miner: Signer, tag: str) -> list[bytes]:
+    with open_state(root / "miner") as state:
+        return [
+            outgoing.seal_for(
+                state, NETWORK, miner, "submission", {"flood": tag, "i": i, "pad": PAYLOAD}
+            ).to_wire()
+            for i in range(FLOOD)
+        ]
+
+
+def settled(node: NodeProc, before: dict[str, int], count: int) -> dict[str, int]:
+    """The node's counters for this flood once every message received is accounted for."""
+
+    def delta() -> dict[str, int]:
+        now = traffic_totals(node.state)
+        return {k: now.get(k, 0) - before.get(k, 0) for k in ("received", "admitted", "refused", "dropped")}
+
+    def balanced() -> dict[str, int] | None:
+        d = delta()
+        return (
+            d
+            if d["received"] >= count and d["received"] == d["admitted"] + d["refused"] + d["dropped"]
+            else None
+        )
+
+    try:
+        return wait_for(balanced, 30, 0.2, what="the node's counters")
+    except AssertionError:
+        return delta()
+
+
+def flood_capacity(root: Path, rounds: int, linger: float) -> None:
+    print(f"flood: one peer publishes {FLOOD} x 1 KiB as fast as it can (same run, alternating)")
+    node, miner = flood_node(root, CONFIG)
+    raw_rates, our_rates, raw_cpu, our_cpu = [], [], [], []
+    try:
+        for i in range(rounds):
+            sink = Sink(TOPIC)
+            cpu0 = pid_cpu_seconds(sink.proc.pid)
+            sent = flood(
+                sink.addrs, TOPIC, flood_messages(root, miner, f"raw{i}"), root / "raw.bin", linger=linger
+            )
+            raw_cpu.append(1e3 * (pid_cpu_seconds(sink.proc.pid) - cpu0) / FLOOD)
+            delivered, last_ms = sink.finish()
+            raw_rates.append(rate_or_zero(delivered, last_ms - sent.start_ms))
+            messages = flood_messages(root, miner, f"ours{i}")
+            before = traffic_totals(node.state)
+            cpu0 = cpu_seconds(node)
+            sent = flood(node.addrs, TOPIC, messages, root / "ours.bin", linger=linger)
+            our_cpu.append(1e3 * (cpu_seconds(node) - cpu0) / FLOOD)
+            counts = settled(node, before, FLOOD)
+            ids = [hashlib.sha256(m).hexdigest() for m in messages]
+            marks = ",".join("?" * len(ids))
+            stored, last = node.state.execute(
+                f"SELECT count(*), max(received_ms) FROM p2p_inbox WHERE msg_id IN ({marks})", ids
+            ).fetchone()
+            our_rates.append(rate_or_zero(stored, (last or 0) - sent.start_ms))
+            print(
+                f"  round {i + 1}: plain py-libp2p delivered {delivered}/{FLOOD} ({raw_rates[-1]:.0f}/s, "
+                f"{raw_cpu[-1]:.2f} ms CPU a message); node admitted {stored}/{FLOOD} ({our_rates[-1]:.0f}/s, "
+                f"{our_cpu[-1]:.2f} ms CPU a message), counters {counts}"
+            )
+    finally:
+        node.stop()
+    raw, ours = statistics.median(raw_rates), statistics.median(our_rates)
+    print(
+        f"zero-loss rate, plain py-libp2p: {raw:.0f} msg/s; node with admission: {ours:.0f} msg/s (medians)"
+    )
+    print(f"ratio node / plain py-libp2p zero-loss rate: {ours / raw if raw else 0:.2f}")
+    cpu_ratio = statistics.median(raw_cpu) / statistics.median(our_cpu)
+    print(
+        f"ratio plain py-libp2p / node CPU per message (the rate each could sustain alone): {cpu_ratio:.2f}"
+    )
+
+
+def pid_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rate_or_zero(delivered: int, elapsed_ms: int) -> float:
+    """Messages a second of a flood delivered whole; 0 when any message was lost."""
+    return FLOOD / max(elapsed_ms, 1) * 1000 if delivered == FLOOD else 0.0
+
+
+def flood_policy(root: Path, linger: float) -> None:
+    node, miner = flood_node(root, "")
+    try:
+        sent = flood(
+            node.addrs, TOPIC, flood_messages(root, miner, "policy"), root / "policy.bin", linger=linger
+        )
+        counts = settled(node, {}, 1)
+        banned = any(r["peer_id"] == sent.peer_id and r["banned_ms"] for r in store.peers(node.state))
+        reasons = {
+            f"{r['outcome']}/{r['reason']}": r["count"]
+            for r in store.rejections(node.state)
+            if r["via"] == "gossip"
+        }
+    finally:
+        node.stop()
+    print(f"flood of {FLOOD} from one peer at the default limits (100 msg/s per signer, burst 500):")
+    print(
+        f"  received {counts['received']} = admitted {counts['admitted']} + refused {counts['refused']} "
+        f"+ dropped {counts['dropped']}: "
+        f"{'holds' if counts['received'] == counts['admitted'] + counts['refused'] + counts['dropped'] else 'FAILS'}"
+    )
+    print(f"  reasons {reasons}; the flooding peer {'was banned' if banned else 'was not banned'}")
 
 
 def run(nodes: list[NodeProc], rates: list[float], seconds: float) -> float:

@@ -226,7 +226,7 @@ async def rogue_pubsub(topics: list[str]) -> AsyncIterator[tuple[Any, Any, Any]]
     host = new_host()
     gossipsub = GossipSub(
         protocols=[TProtocol("/meshsub/1.1.0")], degree=6, degree_low=4, degree_high=12,
-        heartbeat_initial_delay=0.1, heartbeat_interval=1,
+        heartbeat_initial_delay=0.1, heartbeat_interval=1, spam_protection_enabled=False,
     )  # fmt: skip
     pubsub = Pubsub(host, gossipsub, strict_signing=True)
     async with (
@@ -238,3 +238,71 @@ async def rogue_pubsub(topics: list[str]) -> AsyncIterator[tuple[Any, Any, Any]]
         for topic in topics:
             await pubsub.subscribe(topic)
         yield host, gossipsub, pubsub
+
+
+ROGUE = Path(__file__).parent / "p2p_rogue.py"
+
+
+@dataclass
+class Flood:
+    """What a flooding peer (``p2p_rogue.py --flood``) reports: its peer id, when it began
+    and when it handed its last message to py-libp2p (ms since the epoch)."""
+
+    peer_id: str
+    start_ms: int
+    sent_ms: int
+
+
+def flood(
+    addrs: list[str], topic: str, messages: list[bytes], path: Path, *, rate: float = 0, linger: float = 5
+) -> Flood:
+    """Publish ``messages`` on ``topic`` from a fresh peer connected to ``addrs`` (a process)."""
+    from tests.p2p_rogue import write_messages
+
+    write_messages(path, messages)
+    args = [
+        sys.executable,
+        str(ROGUE),
+        "--flood",
+        f"{topic}={path}",
+        "--rate",
+        str(rate),
+        "--linger",
+        str(linger),
+    ]
+    for addr in addrs:
+        args += ["--connect", addr]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    times = json.loads(next(line for line in lines if line.startswith("{")))
+    return Flood(lines[-1].split()[-1], times["start_ms"], times["sent_ms"])
+
+
+class Sink:
+    """Plain py-libp2p on ``topic`` with the node's queue settings and no admission (a
+    process): what the library delivers by itself, to compare the node with."""
+
+    def __init__(self, topic: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROGUE), "--sink", topic], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        line = _read_line(self.proc, START_TIMEOUT_S)
+        if not line:
+            self.proc.kill()
+            raise AssertionError("the sink did not start")
+        self.addrs: list[str] = json.loads(line)["addrs"]
+
+    def finish(self) -> tuple[int, int]:
+        """Stop it: (messages delivered, ms since the epoch of the last delivery)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.close()
+        result = json.loads(self.proc.stdout.readline())
+        self.proc.wait(timeout=30)
+        return result["delivered"], result["last_ms"]
+
+
+def traffic_totals(state: State, via: str = "gossip") -> dict[str, int]:
+    """Counts per outcome (received, admitted, refused, dropped...) written by the node."""
+    rows = state.execute("SELECT outcome, sum(count) FROM p2p_traffic WHERE via = ? GROUP BY outcome", [via])
+    return dict(rows.fetchall())

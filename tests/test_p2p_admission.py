@@ -12,7 +12,6 @@ from platform_cli.core import gossip
 from platform_cli.identity import KeyStore, Signer
 from platform_cli.p2p import store
 from platform_cli.p2p.admission import Admission
-from platform_cli.state import sequences
 from platform_cli.state.db import State, open_state
 from platform_cli.state.metagraph import Neuron, Snapshot, save_snapshot
 from tests.p2p_helpers import NETWORK
@@ -54,7 +53,10 @@ def seal(
     )  # fmt: skip
 
 
-def count(state: State, reason: str) -> int:
+def count(state: State, reason: str, adm: Admission | None = None) -> int:
+    """Refusals counted for ``reason`` (after writing ``adm``'s counters, as the node does)."""
+    if adm is not None:
+        adm.flush()
     return sum(r["count"] for r in store.rejections(state) if r["reason"] == reason)
 
 
@@ -71,10 +73,10 @@ def test_sync_recovers_what_fell_below_the_window_and_never_stores_twice(
     missed = seal(signer, 3000)
     assert adm.receive(TOPIC, seal(signer, 5000).to_wire(), "peerA", forwarder="peerA")
     assert not adm.receive(TOPIC, missed.to_wire(), "peerA", forwarder="peerA")  # by gossip: below the window
-    assert count(state, "replay") == 1
+    assert count(state, "replay", adm) == 1
     assert adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
     assert not adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
-    assert inbox_size(state) == 2 and count(state, "replay") == 1  # held already: not a replay
+    assert inbox_size(state) == 2 and count(state, "replay", adm) == 1  # held already: not a replay
     store.prune_inbox(state, max_rows=0, max_age_ms=7 * 24 * 3600 * 1000, now=now_ms())
     assert inbox_size(state) == 0
     assert not adm.receive(TOPIC, missed.to_wire(), "peerB", forwarder="peerB", from_sync=True)
@@ -86,16 +88,18 @@ def test_sync_refuses_what_is_older_than_the_retention(state: State, signer: Sig
     adm.sync_max_age_ms = 60_000
     old = seal(signer, 9, ts_ms=now_ms() - 120_000)
     assert not adm.receive(TOPIC, old.to_wire(), "peerB", forwarder="peerB", from_sync=True)
-    assert count(state, "stale") == 1
+    assert count(state, "stale", adm) == 1
 
 
 def test_store_refuses_what_the_window_refuses_in_the_same_transaction(state: State, signer: Signer) -> None:
     envelope = seal(signer, 7)
-    # Another process took the number between admission and storing.
-    sequences.accept(state, signer.ss58, 7, kind=store.window_kind("submission"))
+    # Another message with the same number was stored between admission and storing.
+    other = seal(signer, 7, body={"other": 7})
+    assert store.store_received(state, TOPIC, other, other.to_wire(), "peerB")
     assert not store.store_received(state, TOPIC, envelope, envelope.to_wire(), "peerA")
-    assert inbox_size(state) == 0
+    assert inbox_size(state) == 1
     assert count(state, "replay") == 1
+    assert not store.seen(state, envelope.message_id())  # refused: not remembered as held
 
 
 def test_our_own_message_already_held_goes_out_again(state: State, signer: Signer) -> None:
@@ -104,10 +108,10 @@ def test_our_own_message_already_held_goes_out_again(state: State, signer: Signe
     assert adm.receive(TOPIC, own.to_wire(), "self")
     # Killed before the outbox row was marked: the re-publish must not be a replay.
     assert adm.receive(TOPIC, own.to_wire(), "self")
-    assert count(state, "replay") == 0 and inbox_size(state) == 1
+    assert count(state, "replay", adm) == 0 and inbox_size(state) == 1
     assert not adm.own_refusals
     assert not adm.receive(TOPIC, own.to_wire(), "self", forwarder="peerA")  # relayed back: a replay
-    assert count(state, "replay") == 1
+    assert count(state, "replay", adm) == 1
 
 
 def test_fresh_keys_cannot_submit_and_relaying_peers_have_a_budget(
@@ -119,10 +123,10 @@ def test_fresh_keys_cannot_submit_and_relaying_peers_have_a_budget(
     adm = Admission(state, NETWORK, "", rate=100, burst=500, peer_rate=1, peer_burst=2)
     adm.local_peer = "self"
     assert not adm.receive(TOPIC, seal(fresh, 1).to_wire(), "peerA", forwarder="peerA")
-    assert count(state, "wrong_role") == 1  # not a neuron of the newest snapshot
+    assert count(state, "wrong_role", adm) == 1  # not a neuron of the newest snapshot
     results = [adm.receive(TOPIC, seal(signer, i).to_wire(), "peerA", forwarder="peerA") for i in (2, 3, 4)]
     assert results == [True, False, False]  # the refused fresh key spent one of peerA's 2 tokens
-    assert count(state, "peer_rate_limited") == 2
+    assert count(state, "peer_rate_limited", adm) == 2
     assert adm.receive(TOPIC, seal(signer, 5).to_wire(), "peerB", forwarder="peerB")  # another peer
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 from pathlib import Path
@@ -12,7 +13,7 @@ import trio.testing
 
 from platform_cli.core import dhtrec, gossip
 from platform_cli.core import envelope as env
-from platform_cli.core.replay import SequenceWindow
+from platform_cli.core.replay import BitWindow, SequenceWindow
 from platform_cli.identity import KeyStore, Signer, verify_signature
 from platform_cli.p2p import store, sync
 from platform_cli.state.db import open_state
@@ -45,7 +46,7 @@ def decide(envelope: env.Envelope | bytes, topic: str, validators, sudo: str = "
     ctx = gossip.Context(NET, frozenset(validators), sudo, registered=frozenset(kw.pop("registered", signer)))
     return gossip.admit(
         data, topic, ctx, now_ms=kw.pop("now", NOW), verify_signature=verify_signature,
-        window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None),
+        window_for=kw.pop("window_for", None), limiter=kw.pop("limiter", None), blame=kw.pop("blame", False),
     )  # fmt: skip
 
 
@@ -127,13 +128,52 @@ def test_only_registered_hotkeys_may_submit(keys) -> None:
     assert fresh.reason == "wrong_role" and "registered only" in fresh.detail
 
 
-def test_peer_penalties_forget_quiet_peers() -> None:
-    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
-    penalties.record("old", NOW)
-    penalties.record("recent", NOW + 900)
-    penalties.prune(NOW + 1000)
-    assert len(penalties) == 1
-    assert not penalties.record("recent", NOW + 950) and penalties.record("recent", NOW + 960)
+def test_standing_decays_and_forgets_quiet_peers() -> None:
+    standing = gossip.Standing(ban_at=30, half_life_ms=1000)
+    standing.charge("old", 10, NOW)
+    standing.charge("recent", 10, NOW + 9000)
+    assert standing.points("old", NOW + 1000) == pytest.approx(5)
+    standing.prune(NOW + 10_000)
+    assert len(standing) == 1  # "old" decayed below 0.01 points
+    assert not standing.charge("recent", 10, NOW + 9000) and standing.charge("recent", 10, NOW + 9000)
+
+
+def test_forgeries_behind_view_refusals_are_the_forwarders_fault(keys) -> None:
+    """With ``blame``, a message our view refuses (role, time, replay) has its signature
+    checked too: a forgery is refused as one; a valid signature leaves a view refusal."""
+    _, outsider, _ = keys
+    forged = dataclasses.replace(seal(outsider, "submission"), signature=bytes(64))
+    assert decide(forged, "submissions", set(), registered=set()).reason == "wrong_role"  # no crypto spent
+    assert decide(forged, "submissions", set(), registered=set(), blame=True).reason == "bad_signature"
+    assert decide(
+        seal(outsider, "submission"), "submissions", set(), registered=set(), blame=True
+    ).reason == ("wrong_role")
+    stale = dataclasses.replace(seal(outsider, "submission", ts=NOW - 3_600_000), signature=bytes(64))
+    assert decide(stale, "submissions", set()).reason == "stale"
+    assert decide(stale, "submissions", set(), blame=True).reason == "bad_signature"
+    seen = SequenceWindow().accept(1)
+    replayed = dataclasses.replace(seal(outsider, "submission"), signature=bytes(64))
+    assert decide(replayed, "submissions", set(), window_for=lambda s, k: seen).reason == "replay"
+    assert decide(replayed, "submissions", set(), window_for=lambda s, k: seen, blame=True).reason == (
+        "bad_signature"
+    )
+
+
+def test_bit_window_follows_the_sequence_window_rule() -> None:
+    """The bitmap window agrees with the set window on every number, in any order."""
+    import random
+
+    rng = random.Random(7)
+    for size in (8, 64, 1024):
+        bits, ref = BitWindow(size=size), SequenceWindow(size=size)
+        for _ in range(3000):
+            seq = max(0, ref.high + rng.randint(-size - 5, 40))
+            assert bits.check(seq) == ref.check(seq), (size, seq)
+            if ref.check(seq) is None:
+                bits, ref = bits.accept(seq), ref.accept(seq)
+        again = BitWindow.from_bytes(bits.high, bits.to_bytes(), size)
+        assert again == bits and len(bits.to_bytes()) == size // 8
+    assert BitWindow().accept(2**62).accept(2**62 - 5).check(2**62 - 5) == "already seen (replay)"
 
 
 def test_replay_window_is_consulted(keys) -> None:
@@ -176,14 +216,16 @@ def test_forgeries_do_not_spend_the_signers_rate(keys) -> None:
     assert decide(seal(validator, "submission", seq=2), "submissions", set(), limiter=limiter).accepted
 
 
-def test_peer_penalties_trip_once_per_window() -> None:
-    penalties = gossip.PeerPenalties(threshold=3, window_ms=1000)
-    assert [penalties.record("p", NOW + i) for i in range(4)] == [False, False, True, False]
-    assert not penalties.record("q", NOW)
-    fresh = gossip.PeerPenalties(threshold=2, window_ms=1000)
-    assert not fresh.record("p", NOW)
-    assert not fresh.record("p", NOW + 5000)  # the first fault has aged out
-    assert fresh.record("p", NOW + 5001)
+def test_standing_reaches_the_ban_level_once_and_weighs_reasons() -> None:
+    standing = gossip.Standing()
+    faults = [standing.charge("p", gossip.penalty("bad_signature"), NOW) for _ in range(11)]
+    assert faults.index(True) == 9 and faults.count(True) == 1  # the tenth fault, reported once
+    assert not standing.charge("q", gossip.penalty("wrong_role"), NOW)
+    views = [standing.charge("v", gossip.penalty("wrong_role"), NOW) for _ in range(1001)]
+    assert views.count(True) == 1 and 990 <= views.index(True) <= 1000  # about a thousand view refusals
+    assert gossip.penalty("duplicate") == gossip.penalty("local_failure") == 0
+    slow = gossip.Standing(half_life_ms=1000)
+    assert not any(slow.charge("p", gossip.FAULT_POINTS, NOW + 1000 * i) for i in range(100))  # decayed
 
 
 def test_announcement_must_name_the_sending_peer(keys) -> None:
@@ -199,48 +241,131 @@ def test_content_records_must_hash_to_their_key() -> None:
     value = b"submission bytes"
     key = dhtrec.content_key(value)
     assert key == "/sub/" + hashlib.sha256(value).hexdigest()
-    dhtrec.check_content(key, value)
+    compact = dhtrec.dht_key(key)
+    digest = base64.urlsafe_b64encode(hashlib.sha256(value).digest()).rstrip(b"=").decode()
+    assert compact == "/sub/" + digest and len(compact.encode()) <= dhtrec.MAX_KEY_BYTES
+    dhtrec.check_content(compact, value)
     with pytest.raises(dhtrec.RecordError, match="does not hash"):
-        dhtrec.check_content(key, value + b"!")
-    with pytest.raises(dhtrec.RecordError, match="namespace"):
-        dhtrec.check_content("/other/" + "0" * 64, value)
+        dhtrec.check_content(compact, value + b"!")
+    with pytest.raises(dhtrec.RecordError, match="base64url"):
+        dhtrec.check_content(key, value)  # the human form is not what the DHT stores
+    with pytest.raises(dhtrec.RecordError, match="base64url"):
+        dhtrec.check_content("/other/" + digest, value)
+
+
+def test_compact_keys_are_short_canonical_and_stable() -> None:
+    """Every key form maps to one compact key of at most 50 bytes (what py-libp2p answers
+    FIND_NODE for), the compact form maps to itself, and only its canonical spelling is one."""
+    owner = "5DVH4ASWcfJ5cUE31CtsCvoE78wisVsJRXagswAReC6zq33M"
+    for human in ("/sub/" + "ab" * 32, f"/eval/{owner}/{'n' * 128}", f"/ckpt/{owner}/epoch-1"):
+        compact = dhtrec.dht_key(human)
+        assert len(compact.encode()) <= dhtrec.MAX_KEY_BYTES < len(human.encode())
+        assert dhtrec.dht_key(compact) == compact
+        assert dhtrec.compact_namespace(compact) == human.split("/")[1]
+    assert dhtrec.dht_key(f"/eval/{owner}/a") != dhtrec.dht_key(f"/ckpt/{owner}/a")
+    assert dhtrec.dht_key(f"/eval/{owner}/a") != dhtrec.dht_key(f"/eval/{owner}/b")
+    canonical = dhtrec.dht_key("/sub/" + "ff" * 32)  # its last character carries two zero bits
+    assert canonical.endswith("8")
+    assert dhtrec.compact_namespace(canonical[:-1] + "9") is None  # the same digest, spelled otherwise
+    for bad in ("/sub/" + "0" * 42, "/pk/" + "A" * 43, "/eval/" + "A" * 43 + "=", "sub/" + "A" * 43):
+        assert dhtrec.compact_namespace(bad) is None
+        with pytest.raises(dhtrec.RecordError):
+            dhtrec.dht_key(bad)
+
+
+def _record(signer: Signer, human: str, seq: int = 1, ts: int = NOW, kind: str = "dht.evaluation") -> bytes:
+    return seal(signer, kind, {"key": human, "data": b"d"}, seq=seq, ts=ts).to_wire()
 
 
 def test_signed_records_check_signer_role_key_binding_and_pick_the_newest(keys) -> None:
     validator, outsider, _ = keys
     ctx = dhtrec.SignedContext(NET, {validator.ss58})
 
-    def record(signer: Signer, key: str, seq: int = 1, ts: int = NOW) -> bytes:
-        return seal(signer, "evaluation", {"key": key, "data": b"d"}, seq=seq, ts=ts).to_wire()
+    def check(key: str, value: bytes, **kw) -> env.Envelope:
+        return dhtrec.check_signed(key, value, ctx, verify_signature=verify_signature, now_ms=NOW, **kw)
 
     e1 = dhtrec.with_owner("/eval/e1", validator.ss58)
     assert e1 == f"/eval/{validator.ss58}/e1"
-    good = record(validator, e1)
-    assert dhtrec.check_signed(e1, good, ctx, verify_signature=verify_signature, now_ms=NOW).seq == 1
+    k1 = dhtrec.dht_key(e1)
+    good = _record(validator, e1)
+    assert check(k1, good).seq == 1
     mine = dhtrec.with_owner("/eval/e1", outsider.ss58)
     with pytest.raises(dhtrec.RecordError, match="not a validator"):
-        dhtrec.check_signed(mine, record(outsider, mine), ctx, verify_signature=verify_signature, now_ms=NOW)
+        check(dhtrec.dht_key(mine), _record(outsider, mine))
     e2 = dhtrec.with_owner("/eval/e2", validator.ss58)
-    with pytest.raises(dhtrec.RecordError, match="record body must be"):
-        dhtrec.check_signed(e2, good, ctx, verify_signature=verify_signature, now_ms=NOW)
+    with pytest.raises(dhtrec.RecordError, match="not stored under"):
+        check(dhtrec.dht_key(e2), good)  # a record cannot move to another key
     ckpt = dhtrec.with_owner("/ckpt/e1", validator.ss58)
-    with pytest.raises(dhtrec.RecordError, match="not accepted"):
-        dhtrec.check_signed(ckpt, record(validator, ckpt), ctx, verify_signature=verify_signature, now_ms=NOW)
-    newer = record(validator, e1, seq=2, ts=NOW + 1)
-    assert dhtrec.select_signed(e1, [good, newer]) == 1
+    with pytest.raises(dhtrec.RecordError, match="not stored under"):
+        check(dhtrec.dht_key(ckpt), _record(validator, e1, kind="dht.checkpoint"))  # nor to another namespace
+    with pytest.raises(dhtrec.RecordError, match="compact key"):
+        check(e1, good)
+    newer = _record(validator, e1, seq=2, ts=NOW + 1)
+    assert dhtrec.select_signed(k1, [good, newer]) == 1
+    with pytest.raises(dhtrec.RecordError, match="older than the newest"):
+        check(k1, good, newest_seen=(NOW + 1, 2))  # the newer one was seen: no rollback
+    assert check(k1, newer, newest_seen=(NOW + 1, 2)).seq == 2  # the same record again is fine
     with pytest.raises(dhtrec.RecordError, match="signer ss58"):
         dhtrec.split("/eval/e1")  # a signed key must name its signer
+
+
+def test_a_signature_for_one_purpose_is_never_valid_for_another(keys) -> None:
+    """DHT records are signed with kinds of their own: a gossip evaluation is no DHT record
+    and a DHT record is no gossip evaluation (nor a checkpoint record an evaluation one)."""
+    validator, _, _ = keys
+    ctx = dhtrec.SignedContext(NET, {validator.ss58})
+    human = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
+    key = dhtrec.dht_key(human)
+    assert dhtrec.SIGNED_NAMESPACES == {"eval": "dht.evaluation", "ckpt": "dht.checkpoint"}
+    for kind in ("evaluation", "dht.checkpoint"):
+        with pytest.raises(dhtrec.RecordError, match="not accepted"):
+            dhtrec.check_signed(
+                key, _record(validator, human, kind=kind), ctx, verify_signature=verify_signature, now_ms=NOW
+            )
+    record = env.from_wire(_record(validator, human))
+    assert decide(record, "evaluations", {validator.ss58}).reason == "wrong_kind"
+    assert all(record.kind not in rule.kinds for rule in gossip.TOPICS.values())
 
 
 def test_a_validator_cannot_overwrite_another_validators_record(keys) -> None:
     validator, other, _ = keys
     ctx = dhtrec.SignedContext(NET, {validator.ss58, other.ss58})
-    key = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
-    original = seal(validator, "evaluation", {"key": key, "data": b"mine"}).to_wire()
-    newer_forgery = seal(other, "evaluation", {"key": key, "data": b"theirs"}, seq=9, ts=NOW + 5).to_wire()
+    human = dhtrec.with_owner("/eval/epoch-1", validator.ss58)
+    key = dhtrec.dht_key(human)
+    original = _record(validator, human)
+    newer_forgery = seal(
+        other, "dht.evaluation", {"key": human, "data": b"theirs"}, seq=9, ts=NOW + 5
+    ).to_wire()
     with pytest.raises(dhtrec.RecordError, match="not by the key's owner"):
         dhtrec.check_signed(key, newer_forgery, ctx, verify_signature=verify_signature, now_ms=NOW)
     assert dhtrec.select_signed(key, [original, newer_forgery]) == 0  # newest of the owner only
+
+
+def test_store_budget_keeps_own_and_signed_records_apart_from_content() -> None:
+    budget = dhtrec.StoreBudget(
+        signer_records=2,
+        signer_bytes=100,
+        signed_records=3,
+        signed_bytes=1000,
+        content_records=3,
+        content_bytes=50,
+    )
+    assert budget.admit("own1", dhtrec.OWN, 10) == []
+    assert budget.admit("v1a", dhtrec.SIGNED, 10, "v1") == []
+    assert [budget.admit(f"c{i}", dhtrec.CONTENT, 10) for i in range(3)] == [[], [], []]
+    assert budget.admit("c3", dhtrec.CONTENT, 10) == ["c0"]  # content evicts content only
+    assert budget.admit("c4", dhtrec.CONTENT, 35) == ["c1", "c2"]  # ... by bytes as well as count
+    assert budget.admit("c5", dhtrec.CONTENT, 51) == ["c5"]  # cannot fit at all
+    assert budget.kind("own1") == dhtrec.OWN and budget.kind("v1a") == dhtrec.SIGNED
+    assert budget.admit("v1b", dhtrec.SIGNED, 10, "v1") == []
+    assert budget.admit("v1c", dhtrec.SIGNED, 10, "v1") == ["v1a"]  # a signer evicts its own oldest
+    assert budget.admit("v2a", dhtrec.SIGNED, 10, "v2") == []
+    assert budget.admit("v3a", dhtrec.SIGNED, 10, "v3") == ["v1b"]  # in all: the heaviest signer first
+    assert budget.admit("v1c", dhtrec.OWN, 10, "v1") == []  # fetched for ourselves: ours now
+    assert budget.admit("v1c", dhtrec.SIGNED, 10, "v1") == [] and budget.kind("v1c") == dhtrec.OWN
+    assert {budget.kind(k) for k in ("own1", "v1c")} == {dhtrec.OWN}
+    budget.remove("own1")
+    assert budget.kind("own1") is None
 
 
 class _StreamAdapter:
@@ -348,13 +473,22 @@ def test_sync_client_is_bounded_against_a_hostile_responder(monkeypatch) -> None
     trio.run(oversized_frame)
 
 
-def test_sync_server_times_out_silent_requesters_and_limits_concurrency(monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(sync, "REQUEST_TIMEOUT_S", 0.3)
+def test_sync_server_bounds_slow_requesters_and_keeps_validators_slots(monkeypatch, tmp_path: Path) -> None:
+    """Requesters that never start, stall mid-request or never read the answer are cut off
+    by deadlines; unknown peers that fill their small pool leave validators' slots free."""
+    monkeypatch.setattr(sync, "FIRST_BYTE_S", 0.2)
+    monkeypatch.setattr(sync, "REQUEST_TIMEOUT_S", 0.4)
+    monkeypatch.setattr(sync, "FRAME_WRITE_S", 0.3)
     state = open_state(tmp_path / "node")
-    server = sync.Server(state, total=2, per_peer=1)
+    topic = gossip.topic_name(NET.netuid, "submissions")
+    envelope = seal(keys_signer(tmp_path), "submission", {"blob": bytes(60_000)})
+    store.store_received(state, topic, envelope, envelope.to_wire(), "peer")
+    server = sync.Server(
+        state, is_validator=lambda peer: peer.startswith("validator"), validators=1, unknown=2
+    )
     closed: list[str] = []
 
-    class Silent(_StreamAdapter):
+    class Named(_StreamAdapter):
         def __init__(self, stream: trio.abc.Stream, name: str) -> None:
             super().__init__(stream)
             self.name = name
@@ -364,22 +498,37 @@ def test_sync_server_times_out_silent_requesters_and_limits_concurrency(monkeypa
             await super().close()
 
     async def scenario() -> None:
-        pairs = [trio.testing.memory_stream_pair() for _ in range(3)]
+        silent, stalled, extra, twice = (trio.testing.memory_stream_pair() for _ in range(4))
+        deaf_client, deaf_server = trio.testing.lockstep_stream_pair()  # a write waits for a read
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.handle, Silent(pairs[0][1], "first"), "peerA")
+            nursery.start_soon(server.handle, Named(silent[1], "silent"), "sybil1")
+            await stalled[0].send_all(b"\x00")  # one byte of the length, then nothing
+            nursery.start_soon(server.handle, Named(stalled[1], "stalled"), "sybil2")
             await trio.sleep(0.05)
-            nursery.start_soon(server.handle, Silent(pairs[1][1], "same peer"), "peerA")
+            nursery.start_soon(server.handle, Named(extra[1], "third sybil"), "sybil3")
+            nursery.start_soon(server.handle, Named(twice[1], "same peer"), "sybil1")
             await trio.sleep(0.05)
-            assert closed == ["same peer"]  # refused at once: peerA is being served
+            assert sorted(closed) == ["same peer", "third sybil"]  # refused at once
+            assert server.slots.held(False) == 2 and server.slots.held(True) == 0
+            nursery.start_soon(server.handle, Named(deaf_server, "never reads"), "validator1")
+            await sync.write_frame(_StreamAdapter(deaf_client), {"op": "since", "after_row": 0})
+            await trio.sleep(0.05)
+            assert server.slots.held(True) == 1  # a validator is served while sybils hold theirs
             with trio.fail_after(5):
-                while "first" not in closed:  # never sends its request: dropped
+                while len(closed) < 5:
                     await trio.sleep(0.02)
-            assert not server._active
+            assert {"silent", "stalled", "never reads"} <= set(closed)
+            assert server.slots.held(False) == server.slots.held(True) == 0
 
     trio.run(scenario)
     got, _ = _exchange(server, {"op": "since", "after_row": 0})
-    assert got == []  # the server still serves afterwards
+    assert [w for _, w in got] == [envelope.to_wire()]  # the server still serves afterwards
     state.close()
+
+
+def keys_signer(root: Path) -> Signer:
+    KeyStore(root / "sync-keys").new("s", "ed25519")
+    return KeyStore(root / "sync-keys").signer("s")
 
 
 def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:
@@ -398,12 +547,34 @@ def test_components_read_the_inbox_with_a_cursor(keys, tmp_path: Path) -> None:
     state.close()
 
 
-def test_put_quota_per_peer_and_for_everyone_per_window() -> None:
-    quota = dhtrec.PutQuota(per_peer_puts=2, per_peer_bytes=100, total_puts=3, window_ms=1000)
+def test_put_quota_per_peer_and_per_pool_per_window() -> None:
+    quota = dhtrec.PutQuota(
+        per_peer_puts=2, per_peer_bytes=100, unknown_total_puts=3, total_puts=2, window_ms=1000
+    )
     assert quota.charge("a", 10, NOW) is None
     assert quota.charge("a", 10, NOW) is None
     assert "exceeds 2 puts" in quota.charge("a", 10, NOW)
     assert "exceeds" in dhtrec.PutQuota(per_peer_bytes=100).charge("b", 101, NOW)  # bytes count too
     assert quota.charge("b", 10, NOW) is None
-    assert quota.charge("c", 10, NOW) == "all peers together exceed the DHT put quota"
+    assert quota.charge("c", 10, NOW) == "the unknown peers together exceed the DHT put quota"
+    assert quota.charge("v", 10, NOW, validator=True) is None  # the sybils' pool is not the validators'
+    assert quota.charge("w", 10, NOW, validator=True) is None
+    assert (
+        quota.charge("x", 10, NOW, validator=True) == "the validators peers together exceed the DHT put quota"
+    )
     assert quota.charge("a", 10, NOW + 1000) is None  # a new window
+
+
+def test_tally_counts_in_memory_and_drains_in_batches() -> None:
+    tally = gossip.Tally()
+    for i in range(1000):
+        tally.count("t", "gossip", "refused", "wrong_role", f"detail {i}", now_ms=NOW + i)
+    tally.count("t", "gossip", "received", now_ms=NOW, n=1000)
+    rows = {(r.outcome, r.reason): r for r in tally.drain()}
+    assert rows[("refused", "wrong_role")].count == 1000 and rows[("received", "")].count == 1000
+    assert rows[("refused", "wrong_role")].last_detail == "detail 999"
+    assert tally.drain() == []  # drained: the next batch starts from zero
+    tally.count("t", "gossip", "refused", "wrong_role", now_ms=NOW + 5000)
+    tally.merge(list(rows.values()))  # a failed write puts its rows back
+    merged = {(r.outcome, r.reason): r.count for r in tally.drain()}
+    assert merged == {("refused", "wrong_role"): 1001, ("received", ""): 1000}

@@ -95,7 +95,7 @@ def test_500_messages_at_50_per_second_all_delivered(mesh: list[NodeProc]) -> No
     for node in mesh:
         assert wanted <= node.inbox_ids()
         assert not node.state.execute(
-            "SELECT count(*) FROM p2p_rejections WHERE reason = 'rate_limited'"
+            "SELECT count(*) FROM p2p_traffic WHERE reason = 'rate_limited'"
         ).fetchone()[0]
 
 
@@ -192,7 +192,7 @@ def test_a_peer_that_keeps_forwarding_invalid_messages_is_banned(
             "submissions",
             dataclasses.replace(_seal(mesh[0], miner, kind="submission", body={"i": i}), signature=bytes(64)),
         )
-        for i in range(gossip.PeerPenalties().threshold + 2)
+        for i in range(int(gossip.BAN_POINTS / gossip.FAULT_POINTS) + 2)
     ]
     valid = _seal(mesh[0], miner, kind="submission", body={"after": "the forgeries"})
     rogue_id = _run_rogue(mesh, tmp_path, [*forgeries, ("submissions", valid)])
@@ -300,8 +300,9 @@ def _cli_json(run, node: NodeProc, *args: str) -> dict:
 
 
 def _mirrored(node: NodeProc, key: str) -> bytes | None:
-    row = node.state.execute("SELECT value FROM p2p_dht_records WHERE key = ?", [key]).fetchone()
-    return row[0] if row else None
+    row = node.state.execute("SELECT value FROM p2p_dht_records WHERE key = ?", [dhtrec.dht_key(key)])
+    found = row.fetchone()
+    return found[0] if found else None
 
 
 def test_dht_record_put_at_a_is_read_at_d_after_local_copies_are_dropped(
@@ -310,15 +311,18 @@ def test_dht_record_put_at_a_is_read_at_d_after_local_copies_are_dropped(
     a, d = mesh[0], mesh[3]
     content = tmp_path / "submission.bin"
     content.write_bytes(b"miner submission " * 100)
-    key = _cli_json(run, a, "dht", "put", "/sub/", str(content))["key"]
-    assert key == "/sub/" + hashlib.sha256(content.read_bytes()).hexdigest()
+    put = _cli_json(run, a, "dht", "put", "/sub/", str(content))
+    key = put["key"]
+    assert key == "/sub/" + hashlib.sha256(content.read_bytes()).hexdigest()  # the human form, for people
+    assert put["dht_key"] == dhtrec.dht_key(key) and len(put["dht_key"]) <= dhtrec.MAX_KEY_BYTES
     assert _mirrored(a, key) == content.read_bytes()
     assert _mirrored(mesh[1], key) is None and _mirrored(mesh[2], key) is None  # replicas: memory only
     assert _cli_json(run, a, "dht", "forget", key)["key"] == key
-    _cli_json(run, d, "dht", "forget", key)
+    _cli_json(run, d, "dht", "forget", put["dht_key"])  # either form
     assert _mirrored(a, key) is None and _mirrored(d, key) is None
     got = _cli_json(run, d, "dht", "get", key)
     assert bytes.fromhex(got["value_hex"]) == content.read_bytes()
+    assert got["dht_key"] == put["dht_key"]
     assert _mirrored(d, key) == content.read_bytes()
 
 
@@ -333,7 +337,7 @@ def test_dht_refuses_records_that_do_not_match_their_key_or_role(
     assert result.exit_code == 1
     assert "does not hash to its key" in result.stderr
     # Bypassing the command's check: the node's DHT validator refuses it too.
-    request = store.queue_request(a.state, "dht.put", {"key": wrong, "value": b"some bytes"})
+    request = store.queue_request(a.state, "dht.put", {"key": dhtrec.dht_key(wrong), "value": b"some bytes"})
     wait_for(lambda: store.request_result(a.state, request), 20, what="the node's answer")
     status, error = store.request_result(a.state, request)
     assert status == "failed" and "does not hash to its key" in error
@@ -356,7 +360,7 @@ def test_dht_signed_record_provide_and_providers(mesh: list[NodeProc], tmp_path:
     _cli_json(run, c, "dht", "forget", key)
     got = bytes.fromhex(_cli_json(run, c, "dht", "get", key)["value_hex"])
     record = env.from_wire(got)
-    assert record.signer == signer_of(b).ss58
+    assert record.signer == signer_of(b).ss58 and record.kind == "dht.evaluation"
     assert record.body == {"key": key, "data": b"score table"}
     # c, another validator, may not put its own record under b's key.
     theirs = run("--data-dir", str(c.data_dir), "dht", "put", key, str(content), "--key", "validator")
@@ -369,8 +373,45 @@ def test_dht_signed_record_provide_and_providers(mesh: list[NodeProc], tmp_path:
     assert {"peer_id": b.peer_id} in [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def _standard_client(mesh: list[NodeProc], *args: str) -> dict:
+    """A plain Kademlia client process (py-libp2p's KadDHT) connected to every node."""
+    argv = [sys.executable, str(Path(__file__).parent / "p2p_rogue.py"), *args]
+    for node in mesh:
+        argv += ["--connect", node.addrs[0]]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_standard_kademlia_client_puts_and_gets_records_under_compact_keys(
+    mesh: list[NodeProc], tmp_path: Path, run
+) -> None:
+    """A client that knows nothing of our commands looks the compact key up (FIND_NODE)
+    and stores it at our nodes; it reads a validator's signed record the same way."""
+    content = tmp_path / "standard.bin"
+    content.write_bytes(b"put by a standard client")
+    key = dhtrec.dht_key(dhtrec.content_key(content.read_bytes()))
+    assert _standard_client(mesh, "--dht-put", f"{key}={content}") == {"put": key}
+    for node in mesh:  # stored at our nodes by the client's own put (nobody else had it)
+        got = _cli_json(run, node, "dht", "get", dhtrec.content_key(content.read_bytes()))
+        assert bytes.fromhex(got["value_hex"]) == content.read_bytes()
+    record = tmp_path / "signed.bin"
+    record.write_bytes(b"a validator's table")
+    put = _cli_json(run, mesh[1], "dht", "put", "/ckpt/epoch-9", str(record), "--key", "validator")
+    found = _standard_client(mesh, "--dht-get", put["dht_key"])
+    assert (
+        found["found"]
+        and env.from_wire(bytes.fromhex(found["value_hex"])).body["data"] == record.read_bytes()
+    )
+    bogus = tmp_path / "bogus.bin"
+    bogus.write_bytes(b"does not hash to its key")
+    _standard_client(mesh, "--dht-put", f"{dhtrec.dht_key(dhtrec.content_key(b'other'))}={bogus}")
+    got = run("--data-dir", str(mesh[0].data_dir), "dht", "get", dhtrec.content_key(b"other"))
+    assert got.exit_code == 1  # our validators refused the standard client's bad record everywhere
+
+
 def _replays(node: NodeProc) -> int:
-    row = node.state.execute("SELECT coalesce(sum(count), 0) FROM p2p_rejections WHERE reason = 'replay'")
+    row = node.state.execute("SELECT coalesce(sum(count), 0) FROM p2p_traffic WHERE reason = 'replay'")
     return row.fetchone()[0]
 
 

@@ -52,15 +52,15 @@ def test_a_local_failure_in_admission_is_not_cached_as_invalid(tmp_path: Path) -
                 from_id=node.host.get_id().to_bytes(), data=envelope.to_wire(), seqno=b"\0" * 7 + b"\1",
                 topicIDs=[topic],
             )  # fmt: skip
-            real = node.admission.receive
+            real = node.admission.admit
 
             def locked(*args, **kwargs):
                 raise sqlite3.OperationalError("database is locked")
 
-            node.admission.receive = locked
+            node.admission.admit = locked
             with pytest.raises(ValidationError):
                 await node.pubsub.validate_msg(node.host.get_id(), msg)
-            node.admission.receive = real
+            node.admission.admit = real
             await node.pubsub.validate_msg(node.host.get_id(), msg)  # validated afresh: accepted
             assert envelope.message_id() in {r["msg_id"] for r in store.inbox_rows(node.state)}
 

@@ -23,6 +23,9 @@ def dht() -> None:
     Namespaces: /sub/<sha256 hex> holds content whose sha256 is the key;
     /eval/<signer ss58>/<name> and /ckpt/<signer ss58>/<name> hold records signed by that
     validator (put with --key; '/eval/<name>' is completed with the key's ss58).
+
+    The DHT stores each record under a compact key that any Kademlia peer can route
+    (/<namespace>/<base64url sha256>, shown as dht_key); every command takes either form.
     """
 
 
@@ -37,9 +40,10 @@ def put(app: AppContext, key: str, source: str, key_name: str | None) -> None:
     from platform_cli.p2p import client, records
 
     data = read_limited(source, MAX_RECORD_BYTES, "value")
-    key, value = records.prepare(app.state, app.data_dir, app.config.network, key, data, key_name)
+    human, compact, value = records.prepare(app.state, app.data_dir, app.config.network, key, data, key_name)
     client.require_node(app.state)
-    result = client.call(app.state, "dht.put", {"key": key, "value": value})
+    stored = client.call(app.state, "dht.put", {"key": compact, "value": value})
+    result = {"key": human, "dht_key": compact, "size": stored["size"]}
     audit.append(app.state, key_name or "local", "dht.put", result)
     output.record(result, as_json=app.json)
 
@@ -56,11 +60,12 @@ def get(app: AppContext, key: str, out: Path | None) -> None:
     if not result["found"]:
         raise PlatformError(f"no record under {key!r} in the DHT")
     value = bytes.fromhex(result["value_hex"])
+    found = {"key": key, "dht_key": result["dht_key"], "size": len(value)}
     if out is not None:
         out.write_bytes(value)
-        output.record({"key": key, "size": len(value), "written": str(out)}, as_json=app.json)
+        output.record({**found, "written": str(out)}, as_json=app.json)
     elif app.json:
-        output.record({"key": key, "size": len(value), "value_hex": value.hex()}, as_json=True)
+        output.record({**found, "value_hex": value.hex()}, as_json=True)
     else:
         sys.stdout.buffer.write(value)
 
@@ -98,8 +103,9 @@ def forget(app: AppContext, key: str) -> None:
 
 
 def _ask(app: AppContext, op: str, key: str) -> dict:
-    """Check KEY here, then ask the running node to do ``op`` with it."""
+    """Check KEY here, then ask the running node to do ``op`` with its compact form; the
+    answer names KEY as given and the compact form as ``dht_key``."""
     from platform_cli.p2p import client, records
 
-    records.check_key(key)
-    return client.call(app.state, op, {"key": key})
+    compact = records.resolve_key(key)
+    return {**client.call(app.state, op, {"key": compact}), "key": key, "dht_key": compact}

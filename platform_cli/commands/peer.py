@@ -141,11 +141,26 @@ def publish(app: AppContext, topic: str, source: str, key_name: str | None, kind
 @peer.command("rejections")
 @pass_app
 def rejections(app: AppContext) -> None:
-    """Messages refused by this node's admission, counted per topic and reason."""
+    """Messages refused by admission or dropped before it, per topic, path and reason.
+
+    Paths: gossip (from peers), sync, own (this node's publishes). Outcomes: refused,
+    dropped (duplicates, banned peers...), forward_dropped (not forwarded to a peer).
+    Counts are written by the running node every second.
+    """
     from platform_cli.p2p import store
 
-    columns = ("topic", "reason", "count", "last_detail")
+    columns = ("topic", "via", "outcome", "reason", "count", "last_detail")
     output.table(store.rejections(app.state), columns, as_json=app.json, empty="no rejections")
+
+
+@peer.command("traffic")
+@pass_app
+def traffic(app: AppContext) -> None:
+    """Messages per topic and path: received = admitted + refused + dropped."""
+    from platform_cli.core.gossip import OUTCOMES
+    from platform_cli.p2p import store
+
+    output.table(store.traffic(app.state), ("topic", "via", *OUTCOMES), as_json=app.json, empty="no traffic")
 
 
 @peer.command("inbox")

@@ -1,24 +1,32 @@
 """Admission of gossiped messages against our own state (the adapter around core.gossip).
 
 The validator set is read from the metagraph snapshot in the state (refreshed every few
-seconds), the replay window from ``state.sequences``; accepted messages are written to
-the inbox in the same transaction that advances the window, before they are forwarded.
+seconds), the replay window from ``p2p_windows``; accepted messages are written to the
+inbox in the same transaction that advances the window, before they are forwarded.
+
+Everything else that happens to a message is counted in memory (``tally``) and written
+by :meth:`Admission.flush` in one transaction, which the node calls every second: a
+flood of refusals costs one write a second, not one per message (the counts of the last
+second are lost if the process is killed). Refusals and drops cost the forwarding peer
+standing (``core.gossip.penalty``); a peer that reaches the ban level is handed to
+``on_misbehaving`` once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 
 from platform_cli.clock import now_ms
 from platform_cli.core import gossip
 from platform_cli.core.envelope import Network
-from platform_cli.core.replay import SequenceWindow
+from platform_cli.core.replay import BitWindow
 from platform_cli.identity import verify_signature
 from platform_cli.p2p import store
-from platform_cli.state import metagraph, sequences
+from platform_cli.state import metagraph
 from platform_cli.state.db import State
 
 log = logging.getLogger("platform.p2p")
@@ -54,11 +62,13 @@ class Admission:
         """Per forwarding peer: what any peer may hand us, whoever signed it."""
         self._validators: frozenset[str] = frozenset()
         self._registered: frozenset[str] = frozenset()
+        self._validator_peers: frozenset[str] = frozenset()
         self._loaded_at = -1e9
         self.local_peer = ""  # set by the node: our own announcements bind nothing
-        self.penalties = gossip.PeerPenalties()
+        self.tally = gossip.Tally()
+        self.standing = gossip.Standing()
         self.on_misbehaving: Callable[[str], None] | None = None
-        """Called once with a peer that crossed the penalty threshold (the node bans it)."""
+        """Called once with a peer whose standing reached the ban level (the node bans it)."""
         self.own_refusals: dict[bytes, str] = {}
         """Why our own publishes were refused (sha256 of the data -> reason), for the outbox."""
 
@@ -68,17 +78,26 @@ class Admission:
             snapshot = metagraph.latest_snapshot(self.state, self.network.netuid)
             self._validators = frozenset(snapshot.validators(self.min_stake_rao) if snapshot else ())
             self._registered = frozenset(n.hotkey for n in snapshot.neurons) if snapshot else frozenset()
+            self._validator_peers = frozenset(store.bound_peers(self.state, self._validators))
             self._loaded_at = now
 
     def validators(self) -> frozenset[str]:
         self._refresh()
         return self._validators
 
+    def validator_peers(self) -> frozenset[str]:
+        """Peer ids bound by a signed announcement to a validator of the metagraph."""
+        self._refresh()
+        return self._validator_peers
+
     def context(self, *, max_age_ms: int | None = 5 * 60 * 1000) -> gossip.Context:
         self._refresh()
         return gossip.Context(
             self.network, self._validators, self.sudo, registered=self._registered, max_age_ms=max_age_ms
         )
+
+    def label(self, topic: str) -> str:
+        return gossip.topic_label(topic, self.network.netuid)
 
     def receive(
         self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
@@ -88,34 +107,52 @@ class Admission:
         outcome = self.admit(topic, data, origin_peer, forwarder=forwarder, from_sync=from_sync)
         return outcome in (STORED, OWN_HELD)
 
+    def via(self, origin_peer: str, forwarder: str, from_sync: bool) -> str:
+        if from_sync:
+            return "sync"
+        own = origin_peer == self.local_peer and forwarder in ("", self.local_peer)
+        return "own" if own else "gossip"
+
     def admit(
         self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
     ) -> str:
         """Admit and store one message: ``STORED``, ``HELD``, ``OWN_HELD`` or the reason
         it was refused (counted). ``forwarder`` is the peer that handed it to us (for
-        sync: the responder)."""
+        sync: the responder). Gossip from peers is counted as received by the pubsub
+        layer (which may drop it before admission); sync and our own messages here."""
+        via = self.via(origin_peer, forwarder, from_sync)
+        label = self.label(topic)
+        now = now_ms()
+        if via != "gossip":
+            self.tally.count(label, via, "received", now_ms=now)
         parsed = gossip.parse_topic(topic)
         if parsed is None or parsed[0] != self.network.netuid:
-            return self._reject(
-                topic, "unknown_topic", f"topic {topic!r} is not one of ours", data, origin_peer, forwarder
+            return self.reject(
+                topic,
+                "unknown_topic",
+                f"topic {topic!r} is not one of ours",
+                data,
+                origin_peer,
+                forwarder,
+                via,
             )
         short = parsed[1]
-        relayed = not from_sync and forwarder not in ("", self.local_peer)
-        if relayed and not self.peer_limiter.allow(forwarder, now_ms()):
-            return self._reject(
+        if via == "gossip" and forwarder and not self.peer_limiter.allow(forwarder, now):
+            return self.reject(
                 topic,
                 "peer_rate_limited",
                 f"{forwarder} exceeds its message rate",
                 data,
                 origin_peer,
                 forwarder,
+                via,
             )
         msg_id = hashlib.sha256(data).hexdigest()  # the envelope's message id, if it parses
-        republish = origin_peer == self.local_peer and not relayed
-        if (from_sync or republish) and store.seen(self.state, msg_id):
+        if via != "gossip" and store.seen(self.state, msg_id):
             # Sync offers what we may hold already (not a replay by anyone); our own
             # message already held, published by us, is a re-publish after a crash: let
             # it go out again (a copy of it relayed back by a peer is a replay).
+            self.tally.count(label, via, "dropped" if from_sync else "admitted", "held", now_ms=now)
             return HELD if from_sync else OWN_HELD
         # A message fetched by sync is old by nature: it may be as old as the retention
         # and far below its signer's window by now, so its replay check is the set of
@@ -125,23 +162,28 @@ class Admission:
             data,
             short,
             ctx,
-            now_ms=now_ms(),
+            now_ms=now,
             verify_signature=verify_signature,
             window_for=None if from_sync else self._window,
             limiter=self.limiter,  # a signer's budget holds on every path (sync too)
+            blame=via == "gossip",
         )
         if not decision.accepted:
-            return self._reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder)
+            return self.reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder, via)
         envelope = decision.envelope
         assert envelope is not None
         if envelope.kind == gossip.ANNOUNCE_KIND:
             problem = gossip.check_announce(envelope, origin_peer)
             if problem:
-                return self._reject(topic, "bad_announce", problem, data, origin_peer, forwarder)
+                return self.reject(topic, "bad_announce", problem, data, origin_peer, forwarder, via)
         if not store.store_received(
-            self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip"
+            self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip", counted_as=via
         ):
-            return HELD if store.seen(self.state, msg_id) else "replay"
+            if store.seen(self.state, msg_id):
+                self.tally.count(label, via, "dropped", "duplicate", now_ms=now)
+                return HELD
+            return "replay"  # counted by store_received, in its transaction
+        self.tally.count(label, via, "admitted", now_ms=now)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder
@@ -149,21 +191,61 @@ class Admission:
         if envelope.kind == gossip.ANNOUNCE_KIND and origin_peer != self.local_peer:
             addrs = envelope.body.get("addrs", [])
             store.bind_hotkey(self.state, origin_peer, envelope.signer, addrs[0] if addrs else "")
+            self._loaded_at = -1e9  # the binding may make a validator's peer known
         return STORED
 
-    def _window(self, signer: str, kind: str) -> SequenceWindow:
-        return sequences.window(self.state, signer, kind=store.window_kind(kind))
+    def _window(self, signer: str, kind: str) -> BitWindow:
+        return store.window(self.state, signer, kind)
 
-    def _reject(self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str) -> str:
+    def reject(
+        self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str, via: str
+    ) -> str:
+        """Count a refusal by admission and charge the peer that handed us the message."""
         log.info("rejected topic=%s reason=%s origin=%s detail=%s", topic, reason, origin, detail)
-        store.count_rejection(self.state, topic, reason, detail)
-        if origin == self.local_peer and forwarder in ("", self.local_peer):
+        self.tally.count(self.label(topic), via, "refused", reason, detail, now_ms=now_ms())
+        if via == "own":
             self.own_refusals[hashlib.sha256(data).digest()] = f"{reason}: {detail}"
-        elif self._blames(reason, forwarder) and self.penalties.record(forwarder, now_ms()):
-            log.warning("misbehaving peer=%s: repeated invalid messages (last: %s)", forwarder, reason)
-            if self.on_misbehaving is not None:
-                self.on_misbehaving(forwarder)
+        elif via == "gossip" or reason in gossip.FORWARDER_FAULTS:  # a sync responder: its faults only
+            self.charge(forwarder, reason)
         return reason
 
-    def _blames(self, reason: str, forwarder: str) -> bool:
-        return reason in gossip.FORWARDER_FAULTS and forwarder not in ("", self.local_peer)
+    def drop(
+        self,
+        topic: str,
+        reason: str,
+        forwarder: str,
+        detail: str = "",
+        *,
+        outcome: str = "dropped",
+        via: str = "gossip",
+    ) -> None:
+        """Count a message the pubsub layer dropped before admission (or refused without
+        it: ``outcome="refused"``) and charge its forwarder."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("dropped topic=%s reason=%s forwarder=%s %s", topic, reason, forwarder, detail)
+        self.tally.count(self.label(topic), via, outcome, reason, detail, now_ms=now_ms())
+        self.charge(forwarder, reason)
+
+    def received(self, topic: str, n: int = 1) -> None:
+        """Count gossip handed to us by peers, where the pubsub layer first sees it."""
+        self.tally.count(self.label(topic), "gossip", "received", now_ms=now_ms(), n=n)
+
+    def charge(self, peer: str, reason: str) -> None:
+        if peer in ("", self.local_peer):
+            return
+        if self.standing.charge(peer, gossip.penalty(reason), now_ms()):
+            log.warning("misbehaving peer=%s: its standing reached the ban level (last: %s)", peer, reason)
+            if self.on_misbehaving is not None:
+                self.on_misbehaving(peer)
+
+    def flush(self) -> int:
+        """Write the counters gathered since the last flush, in one transaction; the
+        number of counter rows written (0 when the database was locked: kept for next time)."""
+        rows = self.tally.drain()
+        try:
+            store.add_traffic(self.state, rows)
+        except sqlite3.Error as exc:
+            log.warning("traffic counters not written (kept for the next flush): %s", exc)
+            self.tally.merge(rows)
+            return 0
+        return len(rows)

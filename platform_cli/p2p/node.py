@@ -30,8 +30,6 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub import rpc_queue
-from libp2p.pubsub.gossipsub import GossipSub
-from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.tools.anyio_service import background_trio_service
@@ -44,13 +42,17 @@ from platform_cli.p2p import control, keys, store, sync
 from platform_cli.p2p import dht as dht_adapter
 from platform_cli.p2p.admission import Admission
 from platform_cli.p2p.config import GOSSIP_WINDOW, NodeSettings
+from platform_cli.p2p.pubsub import AccountedGossipSub, AccountedPubsub
 from platform_cli.state.db import open_state
 
 log = logging.getLogger("platform.p2p")
 QUEUE_SIZE = 8192
 POLL_S = 0.02
 LATENCY_EVERY_S = 10
-SYNC_CONCURRENCY = 2
+SYNC_VALIDATORS = 2
+SYNC_UNKNOWN = 1
+"""Pulls at once from peers bound to validators, and from the others (a slow responder
+holds a slot for FRAME_READ_S per frame at most, and sybils only the unknown one)."""
 PRUNE_EVERY_S = 60
 PEER_FORGET_MS = 24 * 3600 * 1000
 """Unbound peers not seen for this long are dropped from the peer table."""
@@ -60,24 +62,6 @@ def raise_queue_limits(size: int = QUEUE_SIZE) -> None:
     """py-libp2p's default queues (32) drop messages silently under bursts."""
     pubsub_module.SUBSCRIPTION_CHANNEL_SIZE = size
     rpc_queue.RpcQueue.__init__.__defaults__ = (size, rpc_queue.DefaultMaxMessageSize)
-
-
-class RetryableValidationCache(ValidationCache):
-    """py-libp2p caches a refusal for its TTL (5 min), and its validators can only say
-    valid or invalid (no IGNORE). A refusal caused by a local failure (a locked database,
-    a bug) must not stick: such message ids are left out of the cache, so the copy the
-    next peer forwards is validated afresh."""
-
-    def __init__(self, ttl: int, max_size: int) -> None:
-        super().__init__(ttl, max_size)
-        self.transient: set[bytes] = set()
-
-    def put(self, msg_id: bytes, result: ValidationResult) -> None:
-        if msg_id in self.transient:
-            self.transient.discard(msg_id)
-            if not result.is_valid:
-                return
-        super().put(msg_id, result)
 
 
 class Node:
@@ -110,7 +94,7 @@ class Node:
         self.peer_id = self.host.get_id().to_base58()
         self.admission.local_peer = self.peer_id
         self.admission.on_misbehaving = self.ban
-        self.gossipsub = GossipSub(
+        self.gossipsub = AccountedGossipSub(
             protocols=[TProtocol("/meshsub/1.1.0"), TProtocol("/meshsub/1.0.0")],
             gossip_window=GOSSIP_WINDOW,
             degree=6,
@@ -124,23 +108,20 @@ class Node:
             # (a peer lost or banned): mesh repair and cache expiry would stall for a minute.
             adaptive_gossip_enabled=False,
         )
-        self.pubsub = Pubsub(self.host, self.gossipsub, strict_signing=True)
-        cache = self.pubsub.validation_cache
-        self.validation_cache = RetryableValidationCache(cache.ttl, cache.max_size)
-        self.pubsub.validation_cache = self.validation_cache
-        for topic in self.topics.values():
-            self.pubsub.set_topic_validator(topic, self._validator(topic), False)
+        self.gossipsub.admission = self.admission
+        self.pubsub = AccountedPubsub(self.host, self.gossipsub, self.admission, list(self.topics.values()))
         # Created before any connection, or its routing table stays empty.
+        marks = dht_adapter.Marks(self.state)
         self.dht = KadDHT(
             self.host,
             DHTMode.SERVER,
-            validator=dht_adapter.validator(self.admission),
+            validator=dht_adapter.validator(self.admission, marks),
             validator_changed=True,
             strict_validation=True,
         )
-        dht_adapter.charge_remote_puts(self.host, self.dht)
-        self.sync_server = sync.Server(self.state)
-        self._sync_slots = trio.Semaphore(SYNC_CONCURRENCY)
+        dht_adapter.install(self.host, self.dht, self.admission, marks)
+        self.sync_server = sync.Server(self.state, is_validator=self.is_validator_peer)
+        self._sync_pools = {True: trio.Semaphore(SYNC_VALIDATORS), False: trio.Semaphore(SYNC_UNKNOWN)}
         self._syncing: set[ID] = set()
         self.host.set_stream_handler(TProtocol(sync.PROTOCOL), self._sync_handler)
         self.ping = PingService(self.host)
@@ -148,23 +129,6 @@ class Node:
         self.addrs: list[str] = []
         self._announce_due = trio.Event()
         self._nursery: trio.Nursery | None = None
-
-    # ------------------------------------------------------------ admission
-
-    def _validator(self, topic: str) -> Any:
-        def validate(forwarder: ID, msg: Any) -> bool:
-            try:
-                origin = ID(msg.from_id).to_base58()
-                return self.admission.receive(topic, msg.data, origin, forwarder=forwarder.to_base58())
-            except Exception as exc:  # a bug or a locked database must not kill the pubsub reader
-                log.exception("admission failed topic=%s", topic)
-                self.validation_cache.transient.add(self.pubsub._msg_id_constructor(msg))
-                if msg.from_id == self.host.get_id().to_bytes():
-                    digest = hashlib.sha256(msg.data).digest()
-                    self.admission.own_refusals[digest] = f"local_failure: {type(exc).__name__}: {exc}"
-                return False
-
-        return validate
 
     # ------------------------------------------------------------ lifecycle
 
@@ -179,15 +143,14 @@ class Node:
             background_trio_service(self.dht),
         ):
             await self.pubsub.wait_until_ready()
-            subscriptions = [await self.pubsub.subscribe(t) for t in self.topics.values()]
+            for topic in self.topics.values():
+                await self.pubsub.subscribe(topic)
             self.addrs = [f"{a}/p2p/{self.peer_id}" for a in self.host.get_transport_addrs()]
             store.write_node(self.state, self.peer_id, self.addrs, now_ms())
             log.info("node up peer_id=%s addrs=%s dht_restored=%d", self.peer_id, self.addrs, restored)
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
-                    for sub in subscriptions:
-                        nursery.start_soon(self._drain, sub)
                     nursery.start_soon(self._outbox_loop)
                     nursery.start_soon(control.serve, self)
                     nursery.start_soon(self._redial_loop)
@@ -195,13 +158,9 @@ class Node:
                     nursery.start_soon(self._announce_loop)
                     task_status.started(self.addrs)
             finally:
+                self.admission.flush()
                 store.clear_node(self.state)
                 store.mark_all_disconnected(self.state)
-
-    async def _drain(self, sub: Any) -> None:
-        """Messages are stored by the validator; keep the subscription channel empty."""
-        async for _ in sub:
-            pass
 
     # ------------------------------------------------------------ outbox
 
@@ -256,6 +215,7 @@ class Node:
         tick = 0
         while True:
             store.heartbeat(self.state)
+            self.admission.flush()
             log.debug("status peers=%d gossip_cache=%d", len(self.connected), len(self.gossipsub.mcache.msgs))
             now = set(self.host.get_connected_peers())
             new = now - self.connected
@@ -280,7 +240,7 @@ class Node:
             await trio.sleep(1)
 
     def prune(self) -> None:
-        """Retention: the inbox, unbound peers, fault records of quiet peers."""
+        """Retention: the inbox, unbound peers, the standing of peers that behaved since."""
         now = now_ms()
         inbox = store.prune_inbox(
             self.state,
@@ -290,7 +250,7 @@ class Node:
             now=now,
         )
         peers = store.prune_peers(self.state, unseen_ms=PEER_FORGET_MS, now=now)
-        self.admission.penalties.prune(now)
+        self.admission.standing.prune(now)
         if inbox or peers:
             log.info("pruned inbox_rows=%d peers=%d", inbox, peers)
 
@@ -352,25 +312,40 @@ class Node:
     async def _sync_handler(self, stream: Any) -> None:
         await self.sync_server.handle(stream, stream.muxed_conn.peer_id.to_base58())
 
+    def is_validator_peer(self, peer_id: str) -> bool:
+        return peer_id in self.admission.validator_peers()
+
     async def sync_from(self, peer: ID) -> int:
-        """Pull what ``peer`` holds beyond our cursor for it (see ``sync.pull``), at most
-        ``SYNC_CONCURRENCY`` peers at once and one pull per peer; the number stored."""
+        """Pull what ``peer`` holds beyond our cursor for it (see ``sync.pull``), a few
+        peers at once from each pool and one pull per peer; the number stored."""
         if peer in self._syncing:
             return 0
         self._syncing.add(peer)
         try:
-            async with self._sync_slots:
+            pool = await self._sync_slot(peer)
+            try:
                 return await sync.pull(
                     self.admission,
                     peer.to_base58(),
                     lambda: self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)]),
                     lambda: self.pubsub.is_peer_blacklisted(peer),
                 )
+            finally:
+                pool.release()
         except Exception as exc:  # one failed sync (a locked database...) must not stop the node
             log.warning("sync aborted peer=%s error=%s: %s", peer, type(exc).__name__, exc)
             return 0
         finally:
             self._syncing.discard(peer)
+
+    async def _sync_slot(self, peer: ID) -> trio.Semaphore:
+        """A slot of the peer's pool, asked again every second: a peer's announcement may
+        bind it to a validator while it waits among the unknown."""
+        while True:
+            pool = self._sync_pools[self.is_validator_peer(peer.to_base58())]
+            with trio.move_on_after(1):
+                await pool.acquire()
+                return pool
 
 
 def check_ports_free(listen: tuple[str, ...]) -> None:

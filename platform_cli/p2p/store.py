@@ -7,14 +7,17 @@ requests are queued by commands and claimed by the host. Nothing here imports li
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from platform_cli.clock import now_ms
 from platform_cli.core import envelope as env
-from platform_cli.state import sequences
+from platform_cli.core.gossip import OUTCOMES, TallyRow
+from platform_cli.core.replay import BitWindow
 from platform_cli.state.db import State, write_transaction
 
 NODE_STALE_MS = 5_000
@@ -23,14 +26,33 @@ NODE_STALE_MS = 5_000
 # ---------------------------------------------------------------- inbox
 
 
-def window_kind(kind: str) -> str:
-    """The gossip layer keeps its own replay windows, apart from the consumers' (the
-    registry, consensus) that act on the same messages later with their own rules."""
-    return f"p2p/{kind}"
+def window(state: State, signer: str, kind: str) -> BitWindow:
+    """The gossip layer's replay window for ``signer``'s messages of ``kind``.
+
+    It is kept apart from the consumers' windows (the registry, consensus), which act on
+    the same messages later with their own rules."""
+    row = state.execute("SELECT high, bits FROM p2p_windows WHERE signer = ? AND kind = ?", [signer, kind])
+    found = row.fetchone()
+    return BitWindow.from_bytes(found[0], found[1]) if found else BitWindow()
+
+
+def _save_window(state: State, signer: str, kind: str, updated: BitWindow) -> None:
+    state.execute(
+        "INSERT INTO p2p_windows (signer, kind, high, bits) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (signer, kind) DO UPDATE SET high = excluded.high, bits = excluded.bits",
+        [signer, kind, updated.high, updated.to_bytes()],
+    )
 
 
 def store_received(
-    state: State, topic: str, envelope: env.Envelope, wire: bytes, from_peer: str, via: str = "gossip"
+    state: State,
+    topic: str,
+    envelope: env.Envelope,
+    wire: bytes,
+    from_peer: str,
+    via: str = "gossip",
+    *,
+    counted_as: str | None = None,
 ) -> bool:
     """Record an admitted message and advance its signer's window, in one write
     transaction; False if already held, or refused (counted) as a replay.
@@ -39,19 +61,25 @@ def store_received(
     may have taken the number since admission looked). Sync carries what a node missed,
     possibly far below the window by now: its replay check is the set of message ids
     seen within the retention period (sync refuses anything older), and it advances the
-    window only when the number is inside it."""
-    msg_id = envelope.message_id()
+    window only when the number is inside it. ``wire`` is the envelope's canonical wire
+    form (what it was decoded from); ``counted_as`` the path a replay is counted under
+    (``via`` by default)."""
+    msg_id = hashlib.sha256(wire).hexdigest()
     with write_transaction(state):
-        if seen(state, msg_id):
-            return False
-        kind = window_kind(envelope.kind)
-        problem = sequences.window(state, envelope.signer, kind=kind).check(envelope.seq)
+        inserted = state.execute(
+            "INSERT OR IGNORE INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms]
+        ).rowcount
+        if not inserted:
+            return False  # held already
+        current = window(state, envelope.signer, envelope.kind)
+        problem = current.check(envelope.seq)
         if problem is not None and via != "sync":
-            count_rejection(state, topic, "replay", f"{envelope.signer} seq {envelope.seq}: {problem}")
+            state.execute("DELETE FROM p2p_seen WHERE msg_id = ?", [msg_id])
+            detail = f"{envelope.signer} seq {envelope.seq}: {problem}"
+            add_traffic(state, [TallyRow(topic, counted_as or via, "refused", "replay", 1, now_ms(), detail)])
             return False
         if problem is None:
-            sequences.accept(state, envelope.signer, envelope.seq, kind=kind)
-        state.execute("INSERT INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms])
+            _save_window(state, envelope.signer, envelope.kind, current.accept(envelope.seq))
         state.execute(
             "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -182,24 +210,43 @@ def set_sync_cursor(state: State, peer_id: str, row: int) -> None:
         state.execute("UPDATE p2p_peers SET sync_row = ? WHERE peer_id = ?", [row, peer_id])
 
 
-# ---------------------------------------------------------------- rejections
+# ---------------------------------------------------------------- traffic counters
 
 
-def count_rejection(state: State, topic: str, reason: str, detail: str) -> None:
+def add_traffic(state: State, rows: Iterable[TallyRow]) -> None:
+    """Add counters (a batch drained from the node's tally) in one write transaction."""
+    values = [(r.topic, r.via, r.outcome, r.reason, r.count, r.last_ms, r.last_detail[:300]) for r in rows]
+    if not values:
+        return
     with write_transaction(state):
-        state.execute(
-            "INSERT INTO p2p_rejections (topic, reason, count, last_ms, last_detail) VALUES (?, ?, 1, ?, ?) "
-            "ON CONFLICT (topic, reason) DO UPDATE SET count = count + 1, last_ms = excluded.last_ms, "
-            "last_detail = excluded.last_detail",
-            [topic, reason, now_ms(), detail[:300]],
+        state.conn.executemany(
+            "INSERT INTO p2p_traffic (topic, via, outcome, reason, count, last_ms, last_detail) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (topic, via, outcome, reason) DO UPDATE SET "
+            "count = count + excluded.count, last_ms = max(last_ms, excluded.last_ms), "
+            "last_detail = CASE WHEN excluded.last_detail = '' THEN last_detail ELSE excluded.last_detail END",
+            values,
         )
 
 
 def rejections(state: State) -> list[dict[str, Any]]:
+    """Refused and dropped messages (and failed forwards), per topic, path and reason."""
     cursor = state.execute(
-        "SELECT topic, reason, count, last_ms, last_detail FROM p2p_rejections ORDER BY topic, reason"
+        "SELECT topic, via, outcome, reason, count, last_ms, last_detail FROM p2p_traffic "
+        "WHERE outcome NOT IN ('received', 'admitted') ORDER BY topic, via, outcome, reason"
     )
-    return [{"topic": t, "reason": r, "count": c, "last_ms": m, "last_detail": d} for t, r, c, m, d in cursor]
+    names = ("topic", "via", "outcome", "reason", "count", "last_ms", "last_detail")
+    return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def traffic(state: State) -> list[dict[str, Any]]:
+    """Per topic and path: how many messages were received, admitted, refused, dropped."""
+    totals: dict[tuple[str, str], dict[str, Any]] = {}
+    for topic, via, outcome, count in state.execute(
+        "SELECT topic, via, outcome, sum(count) FROM p2p_traffic GROUP BY topic, via, outcome ORDER BY topic, via"
+    ):
+        row = totals.setdefault((topic, via), {"topic": topic, "via": via, **dict.fromkeys(OUTCOMES, 0)})
+        row[outcome] = count
+    return list(totals.values())
 
 
 # ---------------------------------------------------------------- outbox
@@ -303,6 +350,12 @@ def upsert_peer(
         )
 
 
+def bound_peers(state: State, hotkeys: Collection[str]) -> dict[str, str]:
+    """Peer id -> hotkey of the peers whose announced hotkey is one of ``hotkeys``."""
+    rows = state.execute("SELECT peer_id, hotkey FROM p2p_peers WHERE hotkey IS NOT NULL")
+    return {peer: hotkey for peer, hotkey in rows if hotkey in hotkeys}
+
+
 def bind_hotkey(state: State, peer_id: str, hotkey: str, addr: str) -> None:
     """Record a validator's signed announcement: its hotkey runs ``peer_id``."""
     with write_transaction(state):
@@ -371,7 +424,10 @@ def queue_request(state: State, op: str, arg: dict[str, Any]) -> int:
 
 
 def claim_requests(state: State) -> list[tuple[int, str, bytes]]:
-    """Queued requests, marked running so that they are served once."""
+    """Queued requests, marked running so that they are served once (the node polls this:
+    the write lock is taken only when something is queued)."""
+    if state.execute("SELECT 1 FROM p2p_requests WHERE status = 'queued' LIMIT 1").fetchone() is None:
+        return []
     with write_transaction(state):
         rows = state.execute(
             "SELECT id, op, arg FROM p2p_requests WHERE status = 'queued' ORDER BY id"
@@ -414,3 +470,32 @@ def mirrored(state: State) -> list[tuple[str, bytes]]:
 def forget_record(state: State, key: str) -> None:
     with write_transaction(state):
         state.execute("DELETE FROM p2p_dht_records WHERE key = ?", [key])
+
+
+# ---------------------------------------------------------------- signed DHT record marks
+
+
+def dht_marks(state: State) -> dict[str, tuple[str, int, int]]:
+    """Signed record key -> (signer, ts_ms, seq) of the newest record seen for it."""
+    rows = state.execute("SELECT key, signer, ts_ms, seq FROM p2p_dht_marks")
+    return {key: (signer, ts, seq) for key, signer, ts, seq in rows}
+
+
+def dht_mark(state: State, key: str) -> tuple[int, int] | None:
+    row = state.execute("SELECT ts_ms, seq FROM p2p_dht_marks WHERE key = ?", [key]).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def save_dht_mark(state: State, key: str, signer: str, ts_ms: int, seq: int) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT INTO p2p_dht_marks (key, signer, ts_ms, seq, seen_ms) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET signer = excluded.signer, ts_ms = excluded.ts_ms, "
+            "seq = excluded.seq, seen_ms = excluded.seen_ms",
+            [key, signer, ts_ms, seq, now_ms()],
+        )
+
+
+def forget_dht_marks(state: State, keys: Iterable[str]) -> None:
+    with write_transaction(state):
+        state.conn.executemany("DELETE FROM p2p_dht_marks WHERE key = ?", [(k,) for k in keys])

@@ -9,10 +9,14 @@ for messages by id (sha256 of the envelope). The answer is a series of frames
 instead of sent as one message.
 
 Both sides are bounded: the responder builds and writes one frame at a time, gives a
-requester ``REQUEST_TIMEOUT_S`` to send its request and serves a limited number of
-requests at once (per peer and in all); the requester hands each frame to admission as
-it arrives and stops at ``MAX_ITEMS`` items or ``MAX_TOTAL_BYTES`` (items count
-``ITEM_OVERHEAD`` bytes each on top of their size, so many tiny items cannot slip by).
+requester ``FIRST_BYTE_S`` to start its request and ``REQUEST_TIMEOUT_S`` to finish it,
+``FRAME_WRITE_S`` to take each answer frame, and serves a limited number of requests at
+once: one per peer, ``SERVE_VALIDATORS`` for peers bound to validators and a smaller
+``SERVE_UNKNOWN`` for everyone else (fresh peer ids are free: they cannot hold a
+validator's slot). The requester gives each answer frame ``FRAME_READ_S``, hands it to
+admission as it arrives and stops at ``MAX_ITEMS`` items or ``MAX_TOTAL_BYTES`` (items
+count ``ITEM_OVERHEAD`` bytes each on top of their size, so many tiny items cannot slip
+by).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 import trio
@@ -29,6 +34,7 @@ from platform_cli.core import canonical, gossip
 from platform_cli.core import envelope as env
 from platform_cli.p2p import store
 from platform_cli.p2p.admission import LOCAL_VIEW_REASONS, STORED, Admission
+from platform_cli.p2p.slots import SlotPools
 from platform_cli.state.db import State
 
 log = logging.getLogger("platform.p2p.sync")
@@ -40,9 +46,13 @@ MAX_FRAME = CHUNK_BYTES + gossip.MAX_MESSAGE_BYTES + 4096 + FRAME_ITEMS * ITEM_O
 MAX_TOTAL_BYTES = 64 << 20
 MAX_ITEMS = 50_000
 MAX_IDS = 1024
-REQUEST_TIMEOUT_S = 10
+FIRST_BYTE_S = 2
+REQUEST_TIMEOUT_S = 5
+FRAME_WRITE_S = 10
+FRAME_READ_S = 10
 SERVE_TIMEOUT_S = 60
-SERVE_TOTAL = 4
+SERVE_VALIDATORS = 4
+SERVE_UNKNOWN = 2
 SERVE_PER_PEER = 1
 PULL_TIMEOUT_S = 60
 FIRST_SYNC_MS = 3_600_000
@@ -64,19 +74,25 @@ async def read_exactly(stream: Any, n: int) -> bytes:
     return data
 
 
-async def read_frame(stream: Any) -> Any:
-    (size,) = _LEN.unpack(await read_exactly(stream, _LEN.size))
-    if size > MAX_FRAME:
-        raise SyncError(f"frame of {size} bytes exceeds {MAX_FRAME}")
-    try:
-        return canonical.decode(await read_exactly(stream, size))
-    except canonical.CanonicalError as exc:
-        raise SyncError(f"malformed frame: {exc}") from None
+async def read_frame(stream: Any, *, first_byte_s: float | None = None, frame_s: float | None = None) -> Any:
+    """One length-prefixed frame; its first byte must come within ``first_byte_s`` and
+    the whole frame within ``frame_s`` (trio.TooSlowError otherwise; None: no deadline)."""
+    with trio.fail_after(frame_s) if frame_s is not None else nullcontext():
+        with trio.fail_after(first_byte_s) if first_byte_s is not None else nullcontext():
+            head = await read_exactly(stream, 1)
+        (size,) = _LEN.unpack(head + await read_exactly(stream, _LEN.size - 1))
+        if size > MAX_FRAME:
+            raise SyncError(f"frame of {size} bytes exceeds {MAX_FRAME}")
+        try:
+            return canonical.decode(await read_exactly(stream, size))
+        except canonical.CanonicalError as exc:
+            raise SyncError(f"malformed frame: {exc}") from None
 
 
-async def write_frame(stream: Any, value: Any) -> None:
+async def write_frame(stream: Any, value: Any, *, within_s: float | None = None) -> None:
     data = canonical.encode(value)
-    await stream.write(_LEN.pack(len(data)) + data)
+    with trio.fail_after(within_s) if within_s is not None else nullcontext():
+        await stream.write(_LEN.pack(len(data)) + data)
 
 
 def _syncable(topic: str) -> bool:
@@ -141,49 +157,58 @@ def _since(state: State, since_ms: int, row: int) -> Iterator[Frame]:
 
 
 class Server:
-    """Serves sync requests, a bounded number at a time (per peer and in all)."""
+    """Serves sync requests, a bounded number at a time (per peer, and in two pools:
+    peers bound to validators, everyone else)."""
 
-    def __init__(self, state: State, *, total: int = SERVE_TOTAL, per_peer: int = SERVE_PER_PEER) -> None:
+    def __init__(
+        self,
+        state: State,
+        *,
+        is_validator: Callable[[str], bool] = lambda peer: False,
+        validators: int = SERVE_VALIDATORS,
+        unknown: int = SERVE_UNKNOWN,
+        per_peer: int = SERVE_PER_PEER,
+    ) -> None:
         self.state = state
-        self.total = total
-        self.per_peer = per_peer
-        self._active: dict[str, int] = {}
+        self.is_validator = is_validator
+        self.slots = SlotPools(validators, unknown, per_peer)
 
     async def handle(self, stream: Any, peer: str = "") -> None:
         """One request, then the answer frames, then close."""
         try:
-            if sum(self._active.values()) >= self.total or self._active.get(peer, 0) >= self.per_peer:
-                log.info("sync request refused peer=%s: too many at once", peer)
-                return
-            self._active[peer] = self._active.get(peer, 0) + 1
-            try:
+            with self.slots.slot(peer, self.is_validator(peer)) as taken:
+                if not taken:
+                    log.info("sync request refused peer=%s: its pool is full", peer)
+                    return
                 await self._serve(stream)
-            finally:
-                self._active[peer] -= 1
-                if not self._active[peer]:
-                    del self._active[peer]
         finally:
             await stream.close()
 
     async def _serve(self, stream: Any) -> None:
-        """Answer one request. A requester gets REQUEST_TIMEOUT_S to ask and SERVE_TIMEOUT_S
-        for the whole answer (one that never reads cannot hold a slot); nothing a peer
-        sends can raise out of here and take the node down."""
+        """Answer one request. The requester has FIRST_BYTE_S to start asking,
+        REQUEST_TIMEOUT_S to finish, FRAME_WRITE_S to take each frame and SERVE_TIMEOUT_S
+        for the whole answer (one that never sends or never reads cannot hold a slot);
+        nothing a peer sends can raise out of here and take the node down."""
         try:
             with trio.fail_after(SERVE_TIMEOUT_S):
-                with trio.fail_after(REQUEST_TIMEOUT_S):
-                    request = await read_frame(stream)
+                request = await read_frame(stream, first_byte_s=FIRST_BYTE_S, frame_s=REQUEST_TIMEOUT_S)
                 try:
                     frames = answer_frames(self.state, request)
                     current = next(frames)
                 except SyncError as exc:
                     log.info("sync request refused: %s", exc)
-                    await write_frame(stream, {"error": str(exc), "items": [], "row": 0, "more": False})
+                    await write_frame(
+                        stream,
+                        {"error": str(exc), "items": [], "row": 0, "more": False},
+                        within_s=FRAME_WRITE_S,
+                    )
                     return
                 for following in frames:
-                    await write_frame(stream, {"items": current[0], "row": current[1], "more": True})
+                    answer = {"items": current[0], "row": current[1], "more": True}
+                    await write_frame(stream, answer, within_s=FRAME_WRITE_S)
                     current = following
-                await write_frame(stream, {"items": current[0], "row": current[1], "more": False})
+                answer = {"items": current[0], "row": current[1], "more": False}
+                await write_frame(stream, answer, within_s=FRAME_WRITE_S)
         except trio.TooSlowError:
             log.info("sync request not served within its deadline")
         except Exception as exc:  # a closed stream, a malformed frame, a locked database
@@ -197,12 +222,13 @@ async def fetch(
     stream: Any, request: dict[str, Any], on_frame: Callable[[Items, int], Awaitable[bool]]
 ) -> int:
     """Client side: send ``request`` and hand each answer frame's items and row cursor to
-    ``on_frame`` as it arrives (False from it stops the fetch); the number of items."""
-    await write_frame(stream, request)
+    ``on_frame`` as it arrives (False from it stops the fetch); the number of items. A
+    responder gets FRAME_READ_S for each frame (a slow one cannot hold our slot long)."""
+    await write_frame(stream, request, within_s=FRAME_WRITE_S)
     count = 0
     total = 0
     while True:
-        frame = await read_frame(stream)
+        frame = await read_frame(stream, frame_s=FRAME_READ_S)
         if not isinstance(frame, dict) or not isinstance(frame.get("items"), list):
             raise SyncError("malformed answer frame")
         if frame.get("error"):
