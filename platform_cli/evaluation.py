@@ -3,10 +3,13 @@
 What is wrong before anything runs (an unknown challenge, a module whose hash differs
 from its metadata, an unreadable file) raises a :class:`PlatformError` and records
 nothing. A submission that cannot be evaluated (empty, malformed, importing outside the
-whitelist, too large for the challenge's input) is refused with its reason and recorded
-nowhere, so it never counts as a score; the other submissions of the batch are still
-evaluated and recorded. An evaluation that ran is recorded whatever its outcome, with the
-engine that produced it.
+whitelist, too slow to compile, too large for the challenge's input) is refused with its
+reason and recorded nowhere, so it never counts as a score; the other submissions of the
+batch are still evaluated and recorded. An evaluation that ran is recorded whatever its
+outcome, with the engine that produced it. A ``timeout`` is an outcome like any other
+(recorded, exit 0); a ``failed`` one (the platform could not evaluate: a worker crashed)
+is recorded and makes the command exit 1. Neither is machine-independent, so neither is
+reported to the network, and replay says so instead of comparing.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from platform_cli.clock import now_ms
 from platform_cli.config import Config
 from platform_cli.core import abi
 from platform_cli.core.challenge import ChallengeSpec, SpecError, spec_from_canonical
+from platform_cli.core.scores import NON_DETERMINISTIC_OUTCOMES
 from platform_cli.errors import PlatformError
 from platform_cli.files import read_limited
 from platform_cli.state import audit
@@ -135,7 +139,8 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
     if fmt == "wasm":
         import wasmtime
 
-        from platform_cli.runtime import host
+        from platform_cli.runtime import compile_cost, host
+        from platform_cli.runtime.diagnostics import one_line
         from platform_cli.runtime.engine import validation_engine
         from platform_cli.runtime.validate import MAX_SUBMISSION_MODULE_BYTES, ModuleRefused, validate
 
@@ -146,13 +151,11 @@ def check_submission(spec: ChallengeSpec, submission: bytes, source: str) -> Non
                 max_memory_bytes=host.NESTED_MEMORY_CAP,
                 allowed_imports=frozenset(),
                 submission=True,
+                max_compile_ms=compile_cost.nested_budget_ms(spec.resources.wall_ms),
             )
             wasmtime.Module.validate(validation_engine(), submission)
-        except ModuleRefused as exc:
-            raise SubmissionRefused(f"not an acceptable WASM submission: {exc}") from None
-        except wasmtime.WasmtimeError as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise SubmissionRefused(f"not an acceptable WASM submission: {first}") from None
+        except (ModuleRefused, wasmtime.WasmtimeError) as exc:
+            raise SubmissionRefused(f"not an acceptable WASM submission: {one_line(exc)}") from None
 
 
 def prepare(spec: ChallengeSpec, module: bytes, submission: bytes, epoch: int, source: str) -> Prepared:
@@ -223,8 +226,8 @@ def record(state: State, prepared: Prepared, run: Any, miner: str = "") -> int:
         cursor = state.execute(
             "INSERT INTO evaluations (created_ms, challenge_id, challenge_version, module_sha256, spec, "
             "submission_sha256, epoch, seed, input_sha256, output_sha256, outcome, message, score, valid, "
-            "metrics, fuel_used, wall_ms, peak_memory, host_calls, engine, engine_fingerprint, miner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "metrics, fuel_used, wall_ms, peak_memory, host_calls, engine, engine_fingerprint, miner, "
+            "compile_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 now_ms(),
                 prepared.spec.id,
@@ -248,17 +251,19 @@ def record(state: State, prepared: Prepared, run: Any, miner: str = "") -> int:
                 json.dumps(engine_info(), sort_keys=True),
                 engine_fingerprint(),
                 miner,
+                run.compile_ms,
             ],
         )
         eval_id = int(cursor.lastrowid or 0)
         log.info(
-            "event=evaluation id=%d challenge=%s outcome=%s score=%d fuel=%d wall_ms=%d",
+            "event=evaluation id=%d challenge=%s outcome=%s score=%d fuel=%s wall_ms=%d compile_ms=%d",
             eval_id,
             prepared.spec.id,
             run.outcome,
             score,
             run.fuel_used,
             run.wall_ms,
+            run.compile_ms,
         )
         audit.append(
             state,
@@ -274,6 +279,13 @@ class Batch:
     records: list[dict[str, Any]]
     refused: list[str]
     """One line per submission that was not evaluated: its source and the reason."""
+
+    @property
+    def failed(self) -> list[str]:
+        """One line per evaluation the platform could not carry out (recorded as ``failed``)."""
+        return [
+            f"evaluation {r['id']} failed: {r['message']}" for r in self.records if r["outcome"] == "failed"
+        ]
 
 
 def run_evaluations(
@@ -302,7 +314,8 @@ def run_evaluations(
 
 
 _SUMMARY = (
-    "id, challenge_id, challenge_version, submission_sha256, outcome, score, fuel_used, wall_ms, created_ms"
+    "id, challenge_id, challenge_version, submission_sha256, outcome, score, fuel_used, wall_ms, "
+    "compile_ms, created_ms"
 )
 
 
@@ -331,8 +344,30 @@ def show_evaluation(state: State, eval_id: int) -> dict[str, Any]:
     return record_
 
 
+def engine_differences(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The engine facts (version, target, CPU features, settings, limits) that differ."""
+    differ = []
+    for key in sorted(set(recorded) | set(current)):
+        before, now = recorded.get(key), current.get(key)
+        if isinstance(before, dict) and isinstance(now, dict):
+            differ += [
+                f"{key}.{name}: {before.get(name)!r} -> {now.get(name)!r}"
+                for name in sorted(set(before) | set(now))
+                if before.get(name) != now.get(name)
+            ]
+        elif before != now:
+            differ.append(f"{key}: {before!r} -> {now!r}")
+    return differ
+
+
 def replay(state: State, data_dir: Path, eval_id: int) -> dict[str, Any]:
-    """Re-run a recorded evaluation; raise unless output hash, fuel and outcome match."""
+    """Re-run a recorded evaluation; raise unless output hash, fuel and outcome match.
+
+    A ``timeout`` or ``failed`` record is re-run too, but not compared: neither says
+    anything that another machine, or this one later, must reproduce.
+    """
+    from platform_cli.runtime.engine import engine_info
+
     original = show_evaluation(state, eval_id)
     spec = spec_from_canonical(original["spec"])
     module = state.execute("SELECT content FROM modules WHERE sha256 = ?", [spec.module_sha256]).fetchone()
@@ -349,28 +384,34 @@ def replay(state: State, data_dir: Path, eval_id: int) -> dict[str, Any]:
             f"replay of evaluation {eval_id} DIFFERS: the submission is now refused: {prepared.refused}"
         )
     (run,) = execute([prepared], 1, data_dir)
+    differences = engine_differences(original["engine"], engine_info())
     report = {
         "id": eval_id,
         "outcome": [original["outcome"], run.outcome],
         "output_sha256": [original["output_sha256"], run.output_sha256],
         "fuel_used": [original["fuel_used"], run.fuel_used],
     }
-    mismatched = [
-        key for key in ("outcome", "output_sha256", "fuel_used") if report[key][0] != report[key][1]
-    ]
-    from platform_cli.runtime.engine import engine_fingerprint
-
-    same_engine = original["engine_fingerprint"] == engine_fingerprint()
-    if mismatched:
-        details = "; ".join(f"{k}: recorded {report[k][0]}, replayed {report[k][1]}" for k in mismatched)
-        if not same_engine:
-            details += f" (recorded under another engine: {original['engine']['wasmtime']})"
-        raise PlatformError(f"replay of evaluation {eval_id} DIFFERS: {details}")
-    return {
+    summary: dict[str, Any] = {
         "id": eval_id,
         "identical": True,
         "outcome": run.outcome,
         "output_sha256": run.output_sha256,
         "fuel_used": run.fuel_used,
-        "same_engine": same_engine,
+        "same_engine": not differences,
+        "engine_differences": "; ".join(differences) or "none",
     }
+    if original["outcome"] in NON_DETERMINISTIC_OUTCOMES:
+        return {
+            **summary,
+            "identical": f"n/a ({original['outcome']})",
+            "recorded_outcome": original["outcome"],
+        }
+    mismatched = [
+        key for key in ("outcome", "output_sha256", "fuel_used") if report[key][0] != report[key][1]
+    ]
+    if mismatched:
+        details = "; ".join(f"{k}: recorded {report[k][0]}, replayed {report[k][1]}" for k in mismatched)
+        if differences:
+            details += f" (recorded under another engine: {'; '.join(differences)})"
+        raise PlatformError(f"replay of evaluation {eval_id} DIFFERS: {details}")
+    return summary

@@ -106,7 +106,7 @@ def test_the_console_script_runs(tmp_path: Path) -> None:
 
 def test_core_imports_only_the_standard_library_and_cbor2() -> None:
     allowed = set(sys.stdlib_module_names) | {"cbor2", "platform_cli", "__future__"}
-    for path in (REPO / "platform_cli" / "core").glob("*.py"):
+    for path in (REPO / "platform_cli" / "core").rglob("*.py"):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             names = []

@@ -1,5 +1,6 @@
-"""The worker pool: spawn context, a crashed or hung worker is replaced and its job
-comes back as ``failed``; the pool keeps serving."""
+"""The worker pool: spawn context; a crashed worker is replaced and its job comes back
+``failed``, a hung one is killed past the evaluation's bound and its job comes back a
+``timeout``; the pool keeps serving."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def spin_job(wall_ms: int) -> Job:
+    """An infinite loop with ample fuel: only the wall clock stops it."""
     case = next(c for c in hostile_cases() if c.name == "infinite_loop")
     data, seed, sha = make_input(case.module, case.submission)
     limits = case.limits.__class__(**{**case.limits.__dict__, "wall_ms": wall_ms})
@@ -60,18 +62,22 @@ def test_crashed_worker_is_replaced_and_its_job_failed():
         thread.join(timeout=60)
         assert not thread.is_alive()
         assert out[0].outcome == "failed" and "exited with code -9" in out[0].message
+        assert out[0].fuel_used is None
         assert victim not in pool.pids()
         assert pool.map([good_job()])[0].outcome == "ok"
 
 
-def test_hung_worker_is_replaced_and_its_job_failed():
+def test_hung_worker_is_killed_past_the_bound_and_its_job_timed_out():
     with WorkerPool(1, grace_s=0.5) as pool:
-        thread, out = map_in_thread(pool, [spin_job(2_000)])
+        job = spin_job(100)
+        thread, out = map_in_thread(pool, [job])
         wait_for(lambda: busy_pid(pool) is not None)
         victim = busy_pid(pool)
         os.kill(victim, signal.SIGSTOP)
         thread.join(timeout=60)
-        assert out[0].outcome == "failed" and "hung" in out[0].message
+        assert out[0].outcome == "timeout" and "killed after" in out[0].message
+        assert out[0].fuel_used is None
+        assert out[0].wall_ms >= pool.allowance_s(job) * 1000 - 50
         assert victim not in pool.pids()
         assert pool.map([good_job()])[0].outcome == "ok"
 

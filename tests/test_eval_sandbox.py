@@ -82,12 +82,12 @@ def call(module: wasmtime.Module, engine: wasmtime.Engine) -> int:
 def test_cache_memory_disk_and_integrity(engine, tmp_path):
     data = wasmtime.wat2wasm(OK_MODULE)
     cold = ModuleCache(engine, "fp", tmp_path)
-    assert call(cold.get("a" * 64, data), engine) == 7
-    assert call(cold.get("a" * 64, data), engine) == 7
+    assert call(cold.get("a" * 64, lambda: data), engine) == 7
+    assert call(cold.get("a" * 64, lambda: data), engine) == 7
     assert cold.stats["compiles"] == 1 and cold.stats["memory_hits"] == 1
     assert (tmp_path / "secret").stat().st_mode & 0o077 == 0
     warm = ModuleCache(engine, "fp", tmp_path)
-    assert call(warm.get("a" * 64, data), engine) == 7
+    assert call(warm.get("a" * 64, lambda: data), engine) == 7
     assert warm.stats == {
         "memory_hits": 0,
         "disk_hits": 1,
@@ -97,26 +97,26 @@ def test_cache_memory_disk_and_integrity(engine, tmp_path):
     }
     # a different engine fingerprint never reuses the artifact
     other = ModuleCache(engine, "other-fp", tmp_path)
-    other.get("a" * 64, data)
+    other.get("a" * 64, lambda: data)
     assert other.stats["compiles"] == 1
 
 
 def test_tampered_or_foreign_artifact_is_rejected(engine, tmp_path):
     data = wasmtime.wat2wasm(OK_MODULE)
-    ModuleCache(engine, "fp", tmp_path).get("b" * 64, data)
+    ModuleCache(engine, "fp", tmp_path).get("b" * 64, lambda: data)
     (artifact,) = tmp_path.glob("*.cwasm")
     blob = bytearray(artifact.read_bytes())
     blob[-1] ^= 0xFF
     artifact.write_bytes(bytes(blob))
     tampered = ModuleCache(engine, "fp", tmp_path)
-    assert call(tampered.get("b" * 64, data), engine) == 7
+    assert call(tampered.get("b" * 64, lambda: data), engine) == 7
     assert tampered.stats["rejected_artifacts"] == 1 and tampered.stats["compiles"] == 1
     # an artifact written under another node's secret fails the check too
     foreign = tmp_path / "foreign"
-    ModuleCache(engine, "fp", foreign).get("b" * 64, data)
+    ModuleCache(engine, "fp", foreign).get("b" * 64, lambda: data)
     (foreign / "secret").write_bytes(b"\0" * 32)
     stranger = ModuleCache(engine, "fp", foreign)
-    stranger.get("b" * 64, data)
+    stranger.get("b" * 64, lambda: data)
     assert stranger.stats["rejected_artifacts"] == 1
     assert artifact.read_bytes().startswith(MAGIC)
 

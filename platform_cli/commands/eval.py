@@ -23,6 +23,7 @@ _RUN_COLUMNS = [
     "score",
     "fuel_used",
     "wall_ms",
+    "compile_ms",
     "message",
 ]
 _RECORD_FIELDS = [
@@ -36,6 +37,7 @@ _RECORD_FIELDS = [
     "metrics",
     "fuel_used",
     "wall_ms",
+    "compile_ms",
     "peak_memory",
     "output_sha256",
     "challenge_state",
@@ -82,9 +84,9 @@ def run(
         output.table(records, _RUN_COLUMNS, as_json=app.json)
     elif records:
         output.record({k: records[0][k] for k in _RECORD_FIELDS}, as_json=False)
-    for line in batch.refused:
+    for line in batch.refused + batch.failed:
         click.echo(f"error: {line}", err=True)
-    if batch.refused:
+    if batch.refused or batch.failed:
         click.get_current_context().exit(1)
 
 
@@ -138,7 +140,10 @@ def show(app: AppContext, eval_id: int) -> None:
 @click.argument("eval_id", type=click.IntRange(1, MAX_INT))
 @pass_app
 def replay(app: AppContext, eval_id: int) -> None:
-    """Re-run a recorded evaluation; fails unless output hash and fuel are identical."""
+    """Re-run a recorded evaluation; fails unless outcome, output hash and fuel are identical.
+
+    A timeout or a failed evaluation depends on the machine: it is re-run, not compared.
+    """
     from platform_cli import evaluation
 
     output.record(evaluation.replay(app.state, app.data_dir, eval_id), as_json=app.json)

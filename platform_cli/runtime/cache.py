@@ -1,7 +1,7 @@
 """Compiled-module cache: in memory per process, and on disk across processes.
 
 A disk artifact is keyed by the module's sha256 and the engine fingerprint (wasmtime
-version, settings, architecture). ``Module.deserialize`` trusts its input completely, so
+version, settings, target and CPU baseline, call-depth instrumentation). ``Module.deserialize`` trusts its input completely, so
 each artifact carries an HMAC under a node-local secret: an artifact this node did not
 write (copied in, truncated, tampered with) fails the check, is deleted and recompiled.
 """
@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import wasmtime
@@ -43,8 +44,11 @@ class ModuleCache:
     def key(self, module_sha256: str) -> str:
         return hashlib.sha256(f"{module_sha256}:{self.fingerprint}".encode()).hexdigest()
 
-    def get(self, module_sha256: str, data: bytes, *, persist: bool = True) -> wasmtime.Module:
-        """The compiled module; ``data`` must already hash to ``module_sha256``.
+    def get(
+        self, module_sha256: str, source: Callable[[], bytes], *, persist: bool = True
+    ) -> wasmtime.Module:
+        """The compiled module whose original bytes hash to ``module_sha256``; ``source``
+        gives the bytes to compile (the instrumented module) on a miss.
 
         Only ``persist`` modules (challenges) go to disk: submission modules are as many
         as miners care to send, so they live in the in-memory LRU only.
@@ -57,7 +61,7 @@ class ModuleCache:
             return module
         module = self._load(key) if persist else None
         if module is None:
-            module = wasmtime.Module(self.engine, data)
+            module = wasmtime.Module(self.engine, source())
             self.stats["compiles"] += 1
             if persist:
                 self._store(key, module)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -11,11 +12,14 @@ import wasmtime
 
 from platform_cli.core import abi
 from platform_cli.core.challenge import ResourcePolicy
+from platform_cli.runtime.diagnostics import one_line
+from platform_cli.runtime.instrument import instrument
 from platform_cli.runtime.sandbox import RunResult, Sandbox
 from platform_cli.runtime.validate import (
     HOST_IMPORTS,
     MAX_CHALLENGE_MODULE_BYTES,
     ModuleRefused,
+    ModuleShape,
     validate,
 )
 
@@ -65,8 +69,10 @@ def check_module(
         try:
             checks.append(Check(name, True, test()))
         except (ModuleRefused, wasmtime.WasmtimeError, AssertionError) as exc:
-            checks.append(Check(name, False, str(exc).strip().splitlines()[0] if str(exc) else "failed"))
+            checks.append(Check(name, False, one_line(exc) if str(exc) else "failed"))
         return checks[-1].passed
+
+    shapes: list[ModuleShape] = []
 
     def shape() -> str:
         found = validate(
@@ -75,6 +81,7 @@ def check_module(
             max_memory_bytes=limits.memory_bytes,
             allowed_imports=HOST_IMPORTS,
         )
+        shapes.append(found)
         return f"{len(module)} bytes, {found.functions} functions, imports {[n for _, n in found.imports]}"
 
     if not add("static limits and import whitelist", shape):
@@ -82,7 +89,9 @@ def check_module(
     sandbox = Sandbox()
     try:
         compiled: list[wasmtime.Module] = []
-        if not add("compiles under the deterministic engine", lambda: _compile(sandbox, module, compiled)):
+        if not add(
+            "compiles under the deterministic engine", lambda: _compile(sandbox, module, shapes[0], compiled)
+        ):
             return checks
         add(
             "exports memory, alloc and the entrypoint with ABI v1 types",
@@ -109,9 +118,12 @@ def check_module(
     return checks
 
 
-def _compile(sandbox: Sandbox, module: bytes, out: list[wasmtime.Module]) -> str:
-    out.append(wasmtime.Module(sandbox.engine.wasm, module))
-    return "ok"
+def _compile(sandbox: Sandbox, module: bytes, shape: ModuleShape, out: list[wasmtime.Module]) -> str:
+    started = time.perf_counter()
+    wasmtime.Module.validate(sandbox.engine.wasm, module)
+    out.append(wasmtime.Module(sandbox.engine.wasm, instrument(module, shape)))
+    took = (time.perf_counter() - started) * 1000
+    return f"estimated {shape.compile_ms} ms, compiled in {took:.0f} ms"
 
 
 def _exports(module: wasmtime.Module, entrypoint: str) -> str:

@@ -20,6 +20,7 @@ import wasmtime
 MAX_LOG_CALLS = 64
 MAX_LOG_BYTES = 8 * 1024
 MAX_NESTED_CALLS = 256
+MAX_NESTED_MODULES = 4
 NESTED_MEMORY_CAP = 32 * 1024 * 1024
 NESTED_OUTPUT_CAP = 1024 * 1024
 
@@ -47,16 +48,49 @@ class NestedResult:
 
 @dataclass
 class HostContext:
+    """One evaluation's host state. Nested modules are charged per distinct module, by
+    their compile-time estimate, whether or not a cache spares the compile: what is
+    charged depends on the modules' bytes only."""
+
     seed: bytes
     nested_fuel_budget: int
+    compile_budget_ms: int
     run_nested: Callable[[bytes, bytes, int], NestedResult]
     calls: Counter[str] = field(default_factory=Counter)
     logs: list[str] = field(default_factory=list)
     log_bytes: int = 0
     nested_fuel_used: int = 0
+    modules: dict[str, int] = field(default_factory=dict)
+    """Distinct nested modules by sha256: the compile time charged for each, in ms."""
+
+    def admit_module(self, sha: str) -> bool:
+        """True the first time ``sha`` is seen; beyond MAX_NESTED_MODULES distinct, a trap."""
+        if sha in self.modules:
+            return False
+        if len(self.modules) >= MAX_NESTED_MODULES:
+            raise HostTrap(
+                "nested_modules", f"more than {MAX_NESTED_MODULES} distinct modules in submission_run"
+            )
+        self.modules[sha] = 0
+        return True
+
+    def charge_compile(self, sha: str, estimate_ms: int) -> None:
+        charged = sum(self.modules.values())
+        if charged + estimate_ms > self.compile_budget_ms:
+            raise HostTrap(
+                "compile_budget",
+                f"compiling the modules of submission_run is estimated at {charged + estimate_ms} ms, "
+                f"over the budget of {self.compile_budget_ms} ms",
+            )
+        self.modules[sha] = estimate_ms
 
     def counters(self) -> dict[str, int]:
-        return {**dict(sorted(self.calls.items())), "nested_fuel": self.nested_fuel_used}
+        return {
+            **dict(sorted(self.calls.items())),
+            "nested_fuel": self.nested_fuel_used,
+            "nested_modules": len(self.modules),
+            "nested_compile_ms": sum(self.modules.values()),
+        }
 
 
 _current = threading.local()

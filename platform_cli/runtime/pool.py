@@ -2,9 +2,11 @@
 
 Fork is never used: a forked child of a process that has touched wasmtime can deadlock.
 Each worker announces itself once its engine is up, then serves one job at a time over a
-pipe. The parent watches every worker's pipe and process sentinel: a worker that dies
-or overruns its job's wall-clock budget plus a grace period is killed and replaced, and
-its job comes back as outcome ``failed``, never lost.
+pipe. The parent watches every worker's pipe and process sentinel. A worker that runs
+past its job's documented bound (``compile_cost.evaluation_bound_ms``) plus a grace
+period is killed and replaced, and its job comes back as a ``timeout``: a wall-clock
+overrun like any other. A worker that dies on its own is replaced too, and its job comes
+back ``failed``: the platform, not the submission, could not evaluate it. No job is lost.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from platform_cli.core.challenge import ResourcePolicy
 from platform_cli.errors import PlatformError
+from platform_cli.runtime.compile_cost import evaluation_bound_ms
 
 log = logging.getLogger("platform.runtime.pool")
 
@@ -61,10 +64,11 @@ def _worker_main(conn: Connection, cache_dir: Path | None) -> None:
     sandbox.close()
 
 
-def failed_result(message: str) -> Any:
+def lost_result(outcome: str, message: str, wall_ms: int = 0) -> Any:
+    """The result of a job whose worker was killed (``timeout``) or died (``failed``)."""
     from platform_cli.runtime.sandbox import RunResult
 
-    return RunResult(outcome="failed", message=message, fuel_used=0, wall_ms=0, peak_memory=0)
+    return RunResult(outcome=outcome, message=message, fuel_used=None, wall_ms=wall_ms, peak_memory=0)
 
 
 class _Worker:
@@ -95,6 +99,10 @@ class WorkerPool:
         self.start_failures = 0
         self.workers = [_Worker(self._ctx, cache_dir) for _ in range(workers)]
 
+    def allowance_s(self, job: Job) -> float:
+        """How long a job may take before its worker is killed: its bound plus the grace."""
+        return evaluation_bound_ms(job.limits.wall_ms) / 1000 + self.grace_s
+
     def pids(self) -> list[int]:
         return [w.process.pid for w in self.workers if w.process.pid is not None]
 
@@ -112,7 +120,8 @@ class WorkerPool:
                 if worker.ready and worker.job is None and pending:
                     index = pending.pop(0)
                     worker.job = index
-                    worker.deadline = time.monotonic() + jobs[index].limits.wall_ms / 1000 + self.grace_s
+                    worker.started = time.monotonic()
+                    worker.deadline = worker.started + self.allowance_s(jobs[index])
                     if not self._send(worker, jobs[index]):
                         # died while idle: the job never reached it, so it runs elsewhere
                         pending.insert(0, index)
@@ -142,12 +151,18 @@ class WorkerPool:
         alive = worker.process.is_alive()
         if alive and time.monotonic() < worker.deadline:
             return 0
-        reason = f"worker exited with code {worker.process.exitcode}" if not alive else "worker hung"
         index = worker.job
+        elapsed_ms = int((time.monotonic() - worker.started) * 1000)
+        reason = f"worker exited with code {worker.process.exitcode}" if not alive else "worker hung"
         self._lost(worker, reason)
         if index is None:
             return 0
-        results[index] = failed_result(f"{reason} while evaluating")
+        if alive:
+            results[index] = lost_result(
+                "timeout", f"killed after {elapsed_ms} ms, past the evaluation's bound and grace", elapsed_ms
+            )
+        else:
+            results[index] = lost_result("failed", f"{reason} while evaluating")
         return 1
 
     @staticmethod
