@@ -51,6 +51,12 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "Score reports: counted for an epoch, or refused with the reason.",
     ),
     "state": ("platform_cli.commands.state", "state", "The state database: integrity check, online backup."),
+    "status": (
+        "platform_cli.commands.status",
+        "status",
+        "One screen on the validator: services, peers, epoch, weights.",
+    ),
+    "up": ("platform_cli.commands.up", "up", "Run a full validator: P2P, chain sync, weights, supervised."),
 }
 
 

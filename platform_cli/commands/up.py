@@ -1,0 +1,85 @@
+"""``platform up``: a full validator in one process (see ``platform_cli.node.validator``)."""
+
+from __future__ import annotations
+
+import click
+
+from platform_cli.context import AppContext
+from platform_cli.errors import PlatformError
+
+pass_app = click.make_pass_decorator(AppContext)
+
+NO_CONFIG = (
+    "no config at {path}: a validator needs one. Write it (docs/operator.md shows a full "
+    "platform.toml: [network] netuid and sudo, [chain] network, [weights] hotkey, [p2p] listen and "
+    "bootstrap) and pass it with --config or put it in the data dir; or try a whole network on "
+    "this machine first with 'platform devnet up'"
+)
+
+
+@click.command("up")
+@click.option("--listen", multiple=True, help="Multiaddr to listen on (repeatable) [default: p2p.listen].")
+@click.option(
+    "--bootstrap", multiple=True, help="Multiaddr of a peer to dial (repeatable, added to p2p.bootstrap)."
+)
+@click.option(
+    "--key", "key_name", help="This validator's hotkey (platform keys list) [default: weights.hotkey]."
+)
+@click.option(
+    "--metrics", "metrics", metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here."
+)
+@pass_app
+def up(
+    app: AppContext,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    key_name: str | None,
+    metrics: str | None,
+) -> None:
+    """Run a full validator until SIGINT/SIGTERM: P2P node, chain sync, weights loop.
+
+    Reads platform.toml (from --config or the data dir), checks every setting and the
+    key before starting anything, then prints a line per service as it comes up and one
+    JSON line ({"ready": true, "peer_id", "addrs", ...}) once all are up. A service that
+    fails is restarted with backoff; 'platform status' shows each one's state.
+    """
+    config = app.config
+    if config.path is None:
+        raise PlatformError(NO_CONFIG.format(path=app.data_dir / "platform.toml"))
+    app.validate_config()
+    from platform_cli.chain.settings import chain_settings, weight_settings
+    from platform_cli.commands.trust import trusted_sudo
+    from platform_cli.identity import KeyStore
+    from platform_cli.node.validator import ValidatorPlan, run
+    from platform_cli.p2p.config import check_addrs, load_settings
+    from platform_cli.state import integrity
+
+    weights = weight_settings(config)
+    key = key_name or weights.hotkey
+    p2p = load_settings(config)
+    p2p = p2p.with_overrides(
+        listen=listen, bootstrap=tuple(dict.fromkeys(p2p.bootstrap + bootstrap)), key=p2p.key or key
+    )
+    check_addrs(p2p)
+    address = None
+    if metrics is not None:
+        from platform_cli.node.metrics import parse_address
+
+        address = parse_address(metrics)
+    plan = ValidatorPlan(
+        data_dir=app.data_dir,
+        network=config.network,
+        p2p=p2p,
+        chain=chain_settings(config, app.data_dir),
+        weights=weights,
+        signer=KeyStore(app.data_dir).signer(key),
+        metrics=address,
+    )
+    trusted_sudo(config.network, app.state, required=True)
+    integrity.require_intact(app.state.conn, app.state.path, quick=True)
+    app.serving()
+    click.echo(
+        f"up: validator {plan.signer.ss58} on netuid {config.network.netuid}, data dir {app.data_dir}",
+        err=True,
+    )
+    run(plan, lambda line: click.echo(f"up: {line}", err=True))

@@ -1,0 +1,1 @@
+"""``platform up``: the validator's services composed in one process, supervised."""

@@ -1,0 +1,146 @@
+"""The services ``platform up`` composes, each in the supervisor's shape.
+
+The P2P node is trio, like the supervisor. The chain-facing services use the bittensor
+SDK, which is asyncio: each runs its own asyncio loop in a worker thread with its own
+state connection (SQLite connections stay in the thread that made them), is up once that
+loop runs, and stops when the supervisor cancels it (an ``asyncio.Event`` set from trio).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from platform_cli.chain.settings import ChainSettings, WeightSettings
+from platform_cli.config import NetworkConfig
+from platform_cli.identity import Signer
+from platform_cli.p2p.config import NodeSettings
+from platform_cli.state.db import State, open_state
+
+log = logging.getLogger("platform.node")
+
+SYNC_INTERVAL_S = 60.0
+"""How often the chain service refreshes the metagraph snapshot between epochs."""
+
+
+class P2PService:
+    """The libp2p node: gossip, the DHT, sync, the control socket for one-shot commands."""
+
+    name = "p2p"
+
+    def __init__(self, data_dir: Path, settings: NodeSettings, network: NetworkConfig) -> None:
+        self.data_dir = data_dir
+        self.settings = settings
+        self.network = network
+        self.node: Any = None
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        from platform_cli.p2p.node import Node
+
+        self.node = Node(self.data_dir, self.settings, self.network)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self.node.run)
+                task_status.started()
+        finally:
+            self.node.state.close()
+
+
+AsyncMain = Callable[[State, asyncio.Event, Callable[[], None]], Awaitable[None]]
+"""``main(state, stop, started)``: calls ``started()`` once really up, returns once ``stop`` is set."""
+
+
+class AsyncioService:
+    """Runs an :data:`AsyncMain` on an asyncio loop in a worker thread until cancelled."""
+
+    def __init__(self, name: str, data_dir: Path, main: AsyncMain) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self._main = main
+
+    async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        lock = threading.Lock()
+        handle: dict[str, Any] = {"cancelled": False}
+
+        def run_in_thread() -> None:
+            async def main() -> None:
+                stop = asyncio.Event()
+                with lock:
+                    handle["loop"], handle["stop"] = asyncio.get_running_loop(), stop
+                    if handle["cancelled"]:
+                        stop.set()
+                with open_state(self.data_dir) as state:
+                    await self._main(state, stop, lambda: trio.from_thread.run_sync(task_status.started))
+
+            asyncio.run(main())
+
+        def request_stop() -> None:
+            with lock:
+                handle["cancelled"] = True
+                loop, stop = handle.get("loop"), handle.get("stop")
+            if loop is not None:
+                with contextlib.suppress(RuntimeError):  # the loop has already ended
+                    loop.call_soon_threadsafe(stop.set)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_call_when_cancelled, request_stop)
+            await trio.to_thread.run_sync(run_in_thread)
+            nursery.cancel_scope.cancel()
+        raise RuntimeError(f"the {self.name} loop ended")
+
+
+async def _call_when_cancelled(action: Callable[[], None]) -> None:
+    """The worker thread cannot be cancelled from trio; it is asked to stop instead."""
+    try:
+        await trio.sleep_forever()
+    finally:
+        action()
+
+
+def chain_service(
+    data_dir: Path, chain: ChainSettings, netuid: int, interval_s: float = SYNC_INTERVAL_S
+) -> AsyncioService:
+    """Keeps the metagraph snapshot and the epoch schedule fresh for the other services."""
+
+    async def main(state: State, stop: asyncio.Event, started: Callable[[], None]) -> None:
+        from platform_cli.chain.adapter import ChainClient
+        from platform_cli.chain.sync import sync_with
+
+        async with ChainClient(chain, one_shot=False) as client:
+            first = True
+            while not stop.is_set():
+                snapshot, _, schedule = await sync_with(state, client, netuid)
+                if first:
+                    first = False
+                    started()  # up once the chain answered and the snapshot is stored
+                log.info(
+                    "chain.synced netuid=%d block=%d epoch=%d",
+                    netuid,
+                    snapshot.block,
+                    schedule.epoch_of(snapshot.block),
+                )
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
+
+    return AsyncioService("chain", data_dir, main)
+
+
+def weights_service(
+    data_dir: Path, chain: ChainSettings, settings: WeightSettings, signer: Signer, netuid: int
+) -> AsyncioService:
+    """The epoch loop: this validator's weights on the chain before each deadline."""
+
+    async def main(state: State, stop: asyncio.Event, started: Callable[[], None]) -> None:
+        from platform_cli.chain.runner import WeightSetter
+
+        started()  # the loop rides out endpoint faults itself, with backoff, logged per attempt
+        await WeightSetter(state, chain, settings, signer, netuid, stop).run()
+
+    return AsyncioService("weights", data_dir, main)
