@@ -56,7 +56,13 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "status",
         "One screen on the validator: services, peers, epoch, weights.",
     ),
-    "up": ("platform_cli.commands.up", "up", "Run a full validator: P2P, chain sync, weights, supervised."),
+    "submit": ("platform_cli.commands.submissions", "submit", "A miner submits a file to a challenge."),
+    "submissions": (
+        "platform_cli.commands.submissions",
+        "submissions",
+        "Miners' submissions this validator took: list, show.",
+    ),
+    "up": ("platform_cli.commands.up", "up", "Run a full validator: P2P, chain sync, evaluations, weights."),
 }
 
 

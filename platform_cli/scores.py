@@ -37,11 +37,20 @@ from platform_cli.core import aggregation
 from platform_cli.core import scores as core
 from platform_cli.core.challenge import SpecError, spec_from_canonical
 from platform_cli.core.registry import RegistryState
-from platform_cli.core.submission import SUBMISSION_KIND, Submission, SubmissionError, parse_submission
+from platform_cli.core.submission import (
+    MAX_SUBMISSION_BYTES,
+    SUBMISSION_KIND,
+    Intake,
+    Submission,
+    SubmissionError,
+    parse_submission,
+    refusal,
+)
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer
 from platform_cli.state import audit, schedules
 from platform_cli.state.db import State, write_transaction
+from platform_cli.state.metagraph import latest_snapshot
 
 if TYPE_CHECKING:
     from platform_cli.p2p.store import InboxMessage
@@ -82,17 +91,63 @@ def record_report(state: State, validator: str, report: core.EvaluationReport, s
 
 
 def record_submission(
-    state: State, miner: str, submission: Submission, *, msg_id: str, seq: int, ts_ms: int
+    state: State, miner: str, submission: Submission, *, msg_id: str, seq: int, ts_ms: int, epoch: int = -1
 ) -> bool:
-    """Record that ``miner`` submitted the file for the challenge; False if already known
-    (the first admitted message stays on record)."""
+    """Record that ``miner`` submitted the file for the challenge (accepted in ``epoch``);
+    False if already known (the first admitted message stays on record)."""
     with write_transaction(state):
         cursor = state.execute(
             "INSERT OR IGNORE INTO miner_submissions (miner, challenge_id, sha256, size, msg_id, seq, ts_ms, "
-            "received_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [miner, submission.challenge, submission.sha256, submission.size, msg_id, seq, ts_ms, now_ms()],
+            "received_ms, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                miner,
+                submission.challenge,
+                submission.sha256,
+                submission.size,
+                msg_id,
+                seq,
+                ts_ms,
+                now_ms(),
+                epoch,
+            ],
         )
     return cursor.rowcount == 1
+
+
+def submission_intake(state: State) -> tuple[Intake, int]:
+    """Who may submit what now, by the newest sync and the registry at its block; and the
+    current epoch (-1 before any sync: then nobody is registered and nothing is taken)."""
+    row = state.execute("SELECT netuid FROM chain_schedules ORDER BY block DESC LIMIT 1").fetchone()
+    schedule = schedules.latest_schedule(state, row[0]) if row else None
+    if schedule is None:
+        return Intake(frozenset(), {}), -1
+    snapshot = latest_snapshot(state, schedule.netuid)
+    registered = frozenset(n.hotkey for n in snapshot.neurons) if snapshot else frozenset()
+    limits = {
+        challenge: (
+            min(record.spec.resources.max_input_bytes, MAX_SUBMISSION_BYTES),
+            record.spec.submissions_per_epoch,
+        )
+        for challenge, record in registry.active_at(state, schedule.block).items()
+    }
+    return Intake(registered, limits), schedule.index
+
+
+def _accepted_this_epoch(state: State, miner: str, challenge: str, epoch: int) -> int:
+    return state.execute(
+        "SELECT count(*) FROM miner_submissions WHERE miner = ? AND challenge_id = ? AND epoch = ?",
+        [miner, challenge, epoch],
+    ).fetchone()[0]
+
+
+def _known_submission(state: State, miner: str, submission: Submission) -> bool:
+    return (
+        state.execute(
+            "SELECT 1 FROM miner_submissions WHERE miner = ? AND challenge_id = ? AND sha256 = ?",
+            [miner, submission.challenge, submission.sha256],
+        ).fetchone()
+        is not None
+    )
 
 
 def stored_reports(state: State, epoch: int) -> list[core.StoredReport]:
@@ -259,12 +314,26 @@ def _count_refusal(state: State, kind: str, reason: str, signer: str, detail: st
     )
 
 
-def _take(state: State, message: InboxMessage) -> bool:
-    """Record one admitted message; False (counted) when its body is unusable."""
+def _take(state: State, message: InboxMessage, intake: tuple[Intake, int]) -> bool:
+    """Record one admitted message; False (counted with the reason) when it is not taken."""
     envelope = message.envelope
     try:
         if envelope.kind == SUBMISSION_KIND:
             submission = parse_submission(envelope.body)
+            if _known_submission(state, envelope.signer, submission):
+                return True
+            rules, epoch = intake
+            accepted = _accepted_this_epoch(state, envelope.signer, submission.challenge, epoch)
+            reason = refusal(submission, envelope.signer, rules, accepted)
+            if reason is not None:
+                _count_refusal(
+                    state,
+                    envelope.kind,
+                    reason,
+                    envelope.signer,
+                    f"{submission.challenge} {submission.sha256}",
+                )
+                return False
             record_submission(
                 state,
                 envelope.signer,
@@ -272,6 +341,7 @@ def _take(state: State, message: InboxMessage) -> bool:
                 msg_id=envelope.message_id(),
                 seq=envelope.seq,
                 ts_ms=envelope.ts_ms,
+                epoch=epoch,
             )
         else:
             record_report(state, envelope.signer, core.parse_report(envelope.body), envelope.seq)
@@ -286,6 +356,7 @@ def ingest(state: State) -> int:
     from platform_cli.p2p.store import read_inbox
 
     total = 0
+    intake = submission_intake(state)
     for kind, name in _CURSORS.items():
         while True:
             row = state.execute("SELECT last_row FROM score_ingest WHERE name = ?", [name]).fetchone()
@@ -293,7 +364,7 @@ def ingest(state: State) -> int:
             if not batch:
                 break
             with write_transaction(state):
-                total += sum(_take(state, message) for message in batch)
+                total += sum(_take(state, message, intake) for message in batch)
                 state.execute(
                     "INSERT INTO score_ingest (name, last_row) VALUES (?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET last_row = excluded.last_row",

@@ -230,20 +230,21 @@ def test_up_runs_a_validator_that_status_and_metrics_show_truthfully(run: Any, d
     validator = Validator(data_dir, free_port())
     try:
         ready = validator.ready()
-        assert ready["services"] == ["p2p", "chain", "weights"]
+        assert ready["services"] == ["p2p", "chain", "evaluations", "weights"]
         assert ready["peer_id"].startswith("12D3KooW") and ready["addrs"]
         status = validator.status()
         assert status["node"]["running"] and status["node"]["pid"] == validator.proc.pid
         assert {s["name"]: (s["state"], s["restarts"]) for s in status["services"]} == {
             "p2p": ("up", 0),
             "chain": ("up", 0),
+            "evaluations": ("up", 0),
             "weights": ("up", 0),
         }
         assert status["chain"]["synced"] and status["chain"]["netuid"] == 100
         code, body = validator.get("/healthz")
         assert code == 200 and json.loads(body) == {
             "healthy": True,
-            "services": {"chain": "up", "p2p": "up", "weights": "up"},
+            "services": {"chain": "up", "evaluations": "up", "p2p": "up", "weights": "up"},
         }
         code, text = validator.get("/metrics")
         assert code == 200

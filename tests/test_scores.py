@@ -330,11 +330,11 @@ def test_an_older_report_never_replaces_a_newer_one(data_dir: Path) -> None:
         assert [r.score for r in stored_reports(state, 3)] == [100]
 
 
-def _seal(data_dir: Path, kind: str, seq: int, body: dict):  # -> Envelope
+def _seal(data_dir: Path, kind: str, seq: int, body: dict, key: str = "v1"):  # -> Envelope
     from platform_cli.core import envelope as env
     from platform_cli.identity import KeyStore
 
-    signer = KeyStore(data_dir).signer("v1")
+    signer = KeyStore(data_dir).signer(key)
     return env.seal(
         network=env.Network(100, "platform-devnet"), kind=kind, signer=signer.ss58, scheme=signer.scheme,
         seq=seq, ts_ms=1, body=body, sign=signer.sign,
@@ -367,7 +367,7 @@ def test_ingest_keeps_the_latest_signed_report_whatever_the_arrival_order(data_d
         assert [r.score for r in stored_reports(state, 3)] == [500]
 
 
-def test_unusable_messages_are_counted_and_skipped(data_dir: Path) -> None:
+def test_unusable_messages_are_counted_and_skipped(tmp_path: Path) -> None:
     """An admitted message whose body breaks its schema (here: a report from before
     reports named their metadata, and a submission with no size) is counted by reason."""
     from platform_cli.core import gossip
@@ -375,6 +375,10 @@ def test_unusable_messages_are_counted_and_skipped(data_dir: Path) -> None:
     from platform_cli.p2p import store
     from platform_cli.scores import ingest, ingest_refusals, stored_reports
 
+    data_dir = tmp_path / "v0"
+    share_chain(data_dir, tmp_path / "devchain.db")
+    cli_in(data_dir, "chain", "dev", "init", "--block-time-ms", "0")
+    validator(data_dir, "validator-0", tmp_path / "devchain.db")
     cli_in(data_dir, *import_args("v1", "validator-1"))
     old_format = {k: v for k, v in _report_body(5).items() if k != "spec_sha256"}
     messages = [
@@ -396,6 +400,59 @@ def test_unusable_messages_are_counted_and_skipped(data_dir: Path) -> None:
     assert "exactly the fields" in refusals[("evaluation", "malformed")]["last_detail"]
     assert refusals[("submission", "malformed")]["count"] == 1
     assert rows == [(hotkey("validator-1"), "predict", "b" * 64, 9)]
+
+
+def test_submissions_are_taken_only_from_registered_miners_for_active_challenges_within_limits(
+    tmp_path: Path,
+) -> None:
+    """Each acceptance rule refuses with its own reason; what is refused is never recorded,
+    so no report can count for it."""
+    from platform_cli.core import gossip
+    from platform_cli.core.challenge import DEFAULT_SUBMISSIONS_PER_EPOCH
+    from platform_cli.p2p import store
+    from platform_cli.scores import ingest, ingest_refusals
+
+    data_dir = tmp_path / "v0"
+    share_chain(data_dir, tmp_path / "devchain.db")
+    cli_in(data_dir, "chain", "dev", "init", "--block-time-ms", "0")
+    validator(data_dir, "validator-0", tmp_path / "devchain.db")
+    cli_in(data_dir, "keys", "new", "--name", "stranger")  # a fresh hotkey, never registered
+    registered = [f"miner-{i:02d}" for i in range(2)]
+    for name in registered:
+        cli_in(data_dir, *import_args(name, name))
+    max_input = 1_100_000  # predict's resources.max_input_bytes
+    cases = [
+        ("miner-00", Submission("predict", "a" * 64, 100), None),
+        ("miner-00", Submission("predict", "a" * 64, 100), None),  # the same file again: a no-op
+        ("stranger", Submission("predict", "b" * 64, 100), "unregistered_miner"),
+        ("miner-01", Submission("sort", "c" * 64, 100), "inactive_challenge"),
+        ("miner-01", Submission("predict", "d" * 64, max_input + 1), "too_large"),
+        ("miner-01", Submission("predict", "e" * 64, max_input), None),
+    ]
+    extra = [
+        (
+            "miner-00",
+            Submission("predict", f"{i:064x}", 10),
+            None if i < DEFAULT_SUBMISSIONS_PER_EPOCH - 1 else "over_epoch_limit",
+        )
+        for i in range(DEFAULT_SUBMISSIONS_PER_EPOCH + 1)
+    ]
+    topic = gossip.topic_name(100, "submissions")
+    with open_state(data_dir) as state:
+        for seq, (key, submission, _) in enumerate(cases + extra, start=1):
+            envelope = _seal(data_dir, SUBMISSION_KIND, seq, submission.to_body(), key=key)
+            assert store.store_received(state, topic, envelope, envelope.to_wire(), "p")
+        ingest(state)
+        rows = state.execute("SELECT miner, sha256 FROM miner_submissions ORDER BY rowid").fetchall()
+        refusals = {r["reason"]: r["count"] for r in ingest_refusals(state) if r["kind"] == "submission"}
+    taken = [(hotkey(k), s.sha256) for k, s, reason in cases + extra if reason is None]  # no stranger
+    assert rows == list(dict.fromkeys(taken))
+    assert refusals == {
+        "unregistered_miner": 1,
+        "inactive_challenge": 1,
+        "too_large": 1,
+        "over_epoch_limit": 2,
+    }
 
 
 def test_reports_stored_before_binding_are_refused_as_unbound(

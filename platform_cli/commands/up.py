@@ -36,7 +36,7 @@ def up(
     key_name: str | None,
     metrics: str | None,
 ) -> None:
-    """Run a full validator until SIGINT/SIGTERM: P2P node, chain sync, weights loop.
+    """Run a full validator until SIGINT/SIGTERM: P2P, chain sync, evaluations, weights.
 
     Reads platform.toml (from --config or the data dir), checks every setting and the
     key before starting anything, then prints a line per service as it comes up and one
@@ -49,6 +49,7 @@ def up(
     app.validate_config()
     from platform_cli.chain.settings import chain_settings, weight_settings
     from platform_cli.commands.trust import trusted_sudo
+    from platform_cli.evaluation import default_jobs
     from platform_cli.identity import KeyStore
     from platform_cli.node.validator import ValidatorPlan, run
     from platform_cli.p2p.config import check_addrs, load_settings
@@ -73,6 +74,8 @@ def up(
         chain=chain_settings(config, app.data_dir),
         weights=weights,
         signer=KeyStore(app.data_dir).signer(key),
+        config=config,
+        jobs=default_jobs(config),
         metrics=address,
     )
     trusted_sudo(config.network, app.state, required=True)

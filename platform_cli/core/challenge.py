@@ -31,6 +31,10 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
+DEFAULT_SUBMISSIONS_PER_EPOCH = 4
+MAX_SUBMISSIONS_PER_EPOCH = 1024
+
+
 class SpecError(ValueError):
     """challenge metadata is invalid; the message names the field."""
 
@@ -111,11 +115,17 @@ class ChallengeSpec:
     min_validators: int
     network: str = "none"
     params: dict[str, Any] = field(default_factory=dict)
+    submissions_per_epoch: int = DEFAULT_SUBMISSIONS_PER_EPOCH
+    """How many files one miner may submit for this challenge in one epoch."""
 
     def to_canonical(self) -> dict[str, Any]:
         value = asdict(self)
         value["resources"] = asdict(self.resources)
         value["scoring"] = asdict(self.scoring)
+        if self.submissions_per_epoch == DEFAULT_SUBMISSIONS_PER_EPOCH:
+            # Left out at its default, so metadata signed before the field existed keeps
+            # its canonical bytes, its hash and its signature.
+            del value["submissions_per_epoch"]
         return value
 
     def canonical_bytes(self) -> bytes:
@@ -176,7 +186,18 @@ def parse_spec(doc: Any) -> ChallengeSpec:
     root = _Fields(doc, "challenge.toml")
     root.reject_unknown({"challenge", "module", "resources", "network", "scoring", "params"})
     meta = _Fields(root.get("challenge", dict), "challenge")
-    meta.reject_unknown({"id", "version", "name", "description", "abi", "entrypoint", "min_validators"})
+    meta.reject_unknown(
+        {
+            "id",
+            "version",
+            "name",
+            "description",
+            "abi",
+            "entrypoint",
+            "min_validators",
+            "submissions_per_epoch",
+        }
+    )
     challenge_id = meta.get("id", str)
     if not is_challenge_id(challenge_id):
         raise SpecError(f"challenge.id {challenge_id!r} is not a slug (a-z, 0-9, '-')")
@@ -235,6 +256,9 @@ def parse_spec(doc: Any) -> ChallengeSpec:
         min_validators=meta.bounded("min_validators", 1, 1024, 1),
         network=policy,
         params=params,
+        submissions_per_epoch=meta.bounded(
+            "submissions_per_epoch", 1, MAX_SUBMISSIONS_PER_EPOCH, DEFAULT_SUBMISSIONS_PER_EPOCH
+        ),
     )
 
 
@@ -253,6 +277,7 @@ def spec_from_canonical(value: Any) -> ChallengeSpec:
             "abi": fields.get("abi", int),
             "entrypoint": fields.get("entrypoint", str),
             "min_validators": fields.get("min_validators", int),
+            "submissions_per_epoch": fields.get("submissions_per_epoch", int, DEFAULT_SUBMISSIONS_PER_EPOCH),
         },
         "module": {"path": fields.get("module_path", str), "sha256": fields.get("module_sha256", str)},
         "resources": fields.get("resources", dict),

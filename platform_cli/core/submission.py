@@ -59,3 +59,33 @@ def parse_submission(body: Any) -> Submission:
     if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_SUBMISSION_BYTES:
         raise SubmissionError(f"size must be an integer in 1..{MAX_SUBMISSION_BYTES}, got {size!r}")
     return Submission(body["challenge"], body["sha256"], size)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What a validator knows when a submission arrives: who may submit, and for what."""
+
+    registered: frozenset[str]
+    """Hotkeys registered on the subnet (the newest metagraph snapshot)."""
+    limits: dict[str, tuple[int, int]]
+    """Active challenge id -> (largest file in bytes, submissions per miner per epoch)."""
+
+
+def refusal(submission: Submission, miner: str, intake: Intake, accepted_this_epoch: int) -> str | None:
+    """Why a validator does not take ``miner``'s submission, or None if it does.
+
+    ``accepted_this_epoch`` counts the miner's submissions for the same challenge that
+    were already accepted in the current epoch. The reasons are stable words, counted
+    per reason by the validator.
+    """
+    if miner not in intake.registered:
+        return "unregistered_miner"
+    limit = intake.limits.get(submission.challenge)
+    if limit is None:
+        return "inactive_challenge"
+    max_bytes, per_epoch = limit
+    if submission.size > max_bytes:
+        return "too_large"
+    if accepted_this_epoch >= per_epoch:
+        return "over_epoch_limit"
+    return None

@@ -28,6 +28,7 @@ log = logging.getLogger("platform.node")
 
 SYNC_INTERVAL_S = 60.0
 """How often the chain service refreshes the metagraph snapshot between epochs."""
+FETCH_TIMEOUT_S = 20.0
 
 
 class P2PService:
@@ -51,6 +52,21 @@ class P2PService:
                 task_status.started()
         finally:
             self.node.state.close()
+
+    async def fetch_content(self, sha256: str) -> bytes | None:
+        """A miner's file by its content address in the DHT; None if nobody has it (yet)."""
+        from platform_cli.core import dhtrec
+
+        node = self.node
+        if node is None:
+            return None
+        key = dhtrec.dht_key(f"/{dhtrec.CONTENT_NAMESPACE}/{sha256}")
+        with trio.move_on_after(FETCH_TIMEOUT_S):
+            try:
+                return await node.dht.get_value(key)
+            except Exception as exc:  # py-libp2p raises assorted errors for unreachable peers
+                log.info("p2p.fetch_failed key=%s error=%s", key, exc)
+        return None
 
 
 AsyncMain = Callable[[State, asyncio.Event, Callable[[], None]], Awaitable[None]]

@@ -1,7 +1,8 @@
 """``platform up``: one validator process, its services composed and supervised.
 
 The composition lives here and nowhere else: the P2P node (gossip, DHT, sync), the chain
-service (metagraph and epoch schedule kept fresh) and the epoch weight loop, under one
+service (metagraph and epoch schedule kept fresh), the evaluation service (every taken
+submission evaluated, its report published) and the epoch weight loop, under one
 supervisor that restarts a failed service with backoff. Each change of a service's state
 and a heartbeat go to the state, so ``platform status``, the metrics endpoint and the
 monitor see the node from other processes. SIGINT/SIGTERM cancel everything; each
@@ -21,7 +22,7 @@ from typing import Any
 import trio
 
 from platform_cli.chain.settings import ChainSettings, WeightSettings
-from platform_cli.config import NetworkConfig
+from platform_cli.config import Config, NetworkConfig
 from platform_cli.identity import Signer
 from platform_cli.node import health, services
 from platform_cli.node.supervisor import Service, Supervisor
@@ -41,14 +42,19 @@ class ValidatorPlan:
     chain: ChainSettings
     weights: WeightSettings
     signer: Signer
+    config: Config
+    jobs: int = 1
     metrics: tuple[str, int] | None = None
 
 
 def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
+    from platform_cli.node.evaluator import EvaluationService
+
     p2p = services.P2PService(plan.data_dir, plan.p2p, plan.network)
     composed: list[Service] = [
         p2p,
         services.chain_service(plan.data_dir, plan.chain, plan.network.netuid),
+        EvaluationService(plan.data_dir, plan.config, plan.signer, plan.jobs, p2p.fetch_content),
         services.weights_service(plan.data_dir, plan.chain, plan.weights, plan.signer, plan.network.netuid),
     ]
     return composed, p2p
