@@ -29,6 +29,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
     "eval": ("platform_cli.commands.eval", "eval_", "WASM evaluations: run, replay, list, conformance."),
     "peer": ("platform_cli.commands.peer", "peer", "The libp2p host: run it, list/connect peers, publish."),
+    "devnet": (
+        "platform_cli.commands.devnet",
+        "devnet",
+        "A whole local network: dev chain, validators, miners; up, status, logs, down.",
+    ),
     "dht": ("platform_cli.commands.dht", "dht", "Put/get/provide/find records in the Kademlia DHT."),
     "chain": (
         "platform_cli.commands.chain",

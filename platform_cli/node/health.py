@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from platform_cli.clock import now_ms
 from platform_cli.state.db import State, write_transaction
@@ -36,15 +37,24 @@ class NodeProcess:
     services: list[str]
 
     def alive(self, now: int) -> bool:
-        if now - self.heartbeat_ms > STALE_MS:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
+        return now - self.heartbeat_ms <= STALE_MS and pid_alive(self.pid)
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (killed, not yet reaped)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
         return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: what kill said
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def register(state: State, services: list[str]) -> None:

@@ -27,7 +27,9 @@ from platform_cli.state.db import State, open_state
 log = logging.getLogger("platform.node")
 
 SYNC_INTERVAL_S = 60.0
-"""How often the chain service refreshes the metagraph snapshot between epochs."""
+"""How often the chain service refreshes the metagraph snapshot within an epoch."""
+POLL_S = 2.0
+"""How often it reads the epoch schedule: a new epoch is synced within this."""
 FETCH_TIMEOUT_S = 20.0
 
 

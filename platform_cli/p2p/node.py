@@ -350,7 +350,11 @@ class Node:
 
 def check_ports_free(listen: tuple[str, ...]) -> None:
     """py-libp2p listens with SO_REUSEPORT, so a second node on a taken port would start
-    and silently share its connections: bind a plain socket first to refuse that."""
+    and silently share its connections: bind a plain socket first to refuse that.
+
+    The probe sets SO_REUSEADDR, as the real listener does: a port whose previous node
+    died leaves connections in TIME_WAIT, which must not keep a restart from binding
+    (Linux still refuses the bind while any socket listens on the port)."""
     for addr in listen:
         ma = multiaddr.Multiaddr(addr)
         protocols = {p.name for p in ma.protocols()}
@@ -359,6 +363,7 @@ def check_ports_free(listen: tuple[str, ...]) -> None:
         family = socket.AF_INET6 if "ip6" in protocols else socket.AF_INET
         host = ma.value_for_protocol("ip6" if "ip6" in protocols else "ip4")
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, int(ma.value_for_protocol("tcp"))))
             except OSError as exc:

@@ -1,0 +1,126 @@
+"""``platform devnet`` end to end: four real validator processes on the dev chain, miners
+submitting, identical weights set on the chain by every validator, a validator killed
+with SIGKILL and restarted that catches up, and a clean ``down``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from platform_cli.node.health import pid_alive
+from tests.p2p_helpers import wait_for
+
+EPOCH_WAIT_S = 240
+
+
+def platform(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "platform_cli", "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def status(root: Path) -> dict[str, Any]:
+    result = platform("devnet", "status", "--dir", str(root), timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def agreed_after(root: Path, epoch: int) -> dict[str, Any] | None:
+    report = status(root)
+    agreement = report["agreement"]
+    if (
+        agreement["weights_set_by_all"]
+        and agreement["epoch"] > epoch
+        and len(agreement["vector_hashes"]) == 1
+    ):
+        return report
+    return None
+
+
+def test_a_devnet_agrees_on_weights_survives_a_sigkill_and_stops_clean(tmp_path: Path) -> None:
+    root = tmp_path / "devnet"
+    started = platform(
+        "devnet",
+        "up",
+        "-n",
+        "4",
+        "--miners",
+        "6",
+        "--block-time-ms",
+        "250",
+        "--tempo",
+        "20",
+        "--dir",
+        str(root),
+    )
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["submissions"] == 6
+    assert "validator-3 up" in started.stderr and "6 miners submitted" in started.stderr
+    manifest = json.loads((root / "devnet.json").read_text())
+    pids = [v["pid"] for v in manifest["validators"]] + [manifest["miners"]["pid"]]
+    try:
+
+        def evaluating() -> dict[str, Any] | None:
+            report = status(root)
+            rows = report["validators"]
+            return report if all(v["evaluations"] > 0 and v["peers"] >= 3 for v in rows) else None
+
+        busy = wait_for(evaluating, EPOCH_WAIT_S, interval=1, what="every validator to evaluate")
+        assert all(v["running"] and v["services_up"] == v["services"] == 4 for v in busy["validators"])
+        evaluated_epoch = max(v["epoch"] for v in busy["validators"])
+        wait_for(
+            lambda: agreed_after(root, evaluated_epoch),
+            EPOCH_WAIT_S,
+            interval=1,
+            what="weights from every validator",
+        )
+
+        victim = manifest["validators"][2]
+        victim_dir = Path(victim["data_dir"])
+        os.kill(victim["pid"], signal.SIGKILL)
+        wait_for(lambda: not pid_alive(victim["pid"]), 10, what="the killed validator to be gone")
+        down_epoch = status(root)["validators"][0]["epoch"]
+        restarted = platform("devnet", "up", "--dir", str(root))
+        assert restarted.returncode == 0, restarted.stderr
+        assert "validator-2 up" in restarted.stderr and "validator-0 up" not in restarted.stderr
+        pids.append(json.loads((root / "devnet.json").read_text())["validators"][2]["pid"])
+
+        later = wait_for(
+            lambda: agreed_after(root, down_epoch),
+            EPOCH_WAIT_S,
+            interval=1,
+            what="agreement after the restart",
+        )
+        assert all(v["running"] for v in later["validators"])
+        audit = subprocess.run(
+            [sys.executable, "-m", "platform_cli", "--data-dir", str(victim_dir), "audit", "verify"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert audit.returncode == 0, audit.stderr
+    finally:
+        stopped = platform("devnet", "down", "--dir", str(root), timeout=120)
+    assert stopped.returncode == 0, stopped.stderr
+    assert not [pid for pid in pids if pid_alive(pid)]
+    assert status(root)["agreement"] is not None
+    for log in root.glob("*/node.log"):
+        assert "Traceback" not in log.read_text(), log
+
+
+def test_devnet_commands_refuse_clearly(tmp_path: Path) -> None:
+    missing = platform("devnet", "status", "--dir", str(tmp_path / "none"), timeout=60)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: no devnet")
+    assert missing.stderr.count("\n") == 1
+    too_many = platform("devnet", "up", "-n", "6", "--dir", str(tmp_path / "x"), timeout=60)
+    assert too_many.returncode == 2 and too_many.stderr.count("\n") == 1
+    no_logs = platform("devnet", "logs", "validator-9", "--dir", str(tmp_path / "none"), timeout=60)
+    assert no_logs.returncode == 1
