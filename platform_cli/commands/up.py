@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
+from platform_cli.commands.params import DIRECTORY, FILE
 from platform_cli.context import AppContext
 from platform_cli.errors import PlatformError
 
 pass_app = click.make_pass_decorator(AppContext)
 
 NO_CONFIG = (
-    "no config at {path}: a validator needs one. Write it (docs/operator.md shows a full "
-    "platform.toml: [network] netuid and sudo, [chain] network, [weights] hotkey, [p2p] listen and "
-    "bootstrap) and pass it with --config or put it in the data dir; or try a whole network on "
+    "no config at {path}: a validator needs one. Write it (the README's Configuration section "
+    "shows platform.toml: [network] netuid and sudo, [chain] network, [weights] hotkey, [p2p] listen "
+    "and bootstrap) and pass it with --config or put it in the data dir; or try a whole network on "
     "this machine first with 'platform devnet up'"
 )
 
@@ -28,6 +31,13 @@ NO_CONFIG = (
 @click.option(
     "--metrics", "metrics", metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here."
 )
+@click.option(
+    "--data-dir",
+    "data_dir",
+    type=DIRECTORY,
+    help="As 'platform --data-dir' (so 'nix run .#validator -- --data-dir D' works).",
+)
+@click.option("--config", "config_path", type=FILE, help="As 'platform --config'.")
 @pass_app
 def up(
     app: AppContext,
@@ -35,6 +45,8 @@ def up(
     bootstrap: tuple[str, ...],
     key_name: str | None,
     metrics: str | None,
+    data_dir: Path | None,
+    config_path: Path | None,
 ) -> None:
     """Run a full validator until SIGINT/SIGTERM: P2P, chain sync, evaluations, weights.
 
@@ -43,6 +55,14 @@ def up(
     JSON line ({"ready": true, "peer_id", "addrs", ...}) once all are up. A service that
     fails is restarted with backoff; 'platform status' shows each one's state.
     """
+    if data_dir is not None or config_path is not None:
+        app = AppContext(
+            data_dir=data_dir or app.data_dir,
+            config_path=config_path or app.config_path,
+            json=app.json,
+            verbose=app.verbose,
+        )
+        click.get_current_context().call_on_close(app.close)
     config = app.config
     if config.path is None:
         raise PlatformError(NO_CONFIG.format(path=app.data_dir / "platform.toml"))
