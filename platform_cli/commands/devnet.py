@@ -96,6 +96,7 @@ def status(app: AppContext, directory: Path | None) -> None:
             "peers",
             "evaluations",
             "weights_epoch",
+            "weights_scored",
             "weights_hash",
         ),
         as_json=False,
