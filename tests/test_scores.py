@@ -487,3 +487,60 @@ def test_scores_need_a_sync_to_know_the_epoch(run, data_dir: Path) -> None:
     result = run("scores", "summary")
     assert result.exit_code == 1
     assert result.stderr == "error: no epoch schedule, so no current epoch: run `platform chain sync` first\n"
+
+
+def test_weights_replay_rederives_the_epoch_and_names_a_report_the_sandbox_does_not_reproduce(
+    tmp_path: Path, two_validators: tuple[Path, Path, int]
+) -> None:
+    from platform_cli.config import load_config
+    from platform_cli.p2p.admission import Admission
+    from platform_cli.p2p.store import queued_outgoing
+
+    first, second, epoch = two_validators
+    submit(tmp_path / "miner", "miner-00", GOOD.read_bytes(), first)
+    own = evaluate_and_publish(first, epoch)
+    evaluate_and_publish(second, epoch)
+    with open_state(second) as state:
+        ((_, topic, wire),) = queued_outgoing(state)
+    config = load_config(first)
+    with open_state(first) as state:
+        assert Admission(state, config.network.network, config.network.sudo, rate=100, burst=100).receive(
+            topic, wire, "12D3KooWpeer"
+        )
+    computed = cli_in(first, "weights", "compute", "--epoch", str(epoch))
+
+    replayed = cli_in(first, "weights", "replay", "--epoch", str(epoch))
+    assert replayed["matches"] and replayed["reports"] == 2 and replayed["evaluations_rerun"] == 1
+    assert replayed["stored_hash"] == replayed["from_sandbox_hash"] == computed["vector_hash"]
+    assert {c["verdict"] for c in replayed["checked"]} == {"match"}
+
+    # validator-1 (the smaller stake) reported a score its evaluation does not give: the
+    # stake-weighted median does not move, the vector still replays, the report is named.
+    with open_state(first) as state:
+        state.execute("UPDATE score_reports SET score = 1 WHERE validator = ?", [hotkey("validator-1")])
+    cli_in(first, "weights", "compute", "--epoch", str(epoch))
+    replayed = cli_in(first, "weights", "replay", "--epoch", str(epoch))
+    assert replayed["matches"]
+    (differing,) = replayed["differing"]
+    assert differing["validator"] == hotkey("validator-1") and differing["reported"] == 1
+    assert differing["verdict"] == f"differs: the sandbox gives {own['score']} (ok)"
+
+    # Both did: the vector computed from the reports is not the one the sandbox gives.
+    with open_state(first) as state:
+        state.execute("UPDATE score_reports SET score = 0")  # one miner: only 0 changes its share
+    cli_in(first, "weights", "compute", "--epoch", str(epoch))
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(first), "--json", "weights", "replay", "--epoch", str(epoch)]
+    )
+    assert result.exit_code == 1 and "does not replay" in result.stderr and result.stderr.count("\n") == 1
+    report = json.loads(result.stdout)
+    assert report["from_reports_hash"] == report["stored_hash"] != report["from_sandbox_hash"]
+    assert {d["validator"] for d in report["differing"]} == {hotkey("validator-0"), hotkey("validator-1")}
+
+
+def test_weights_replay_of_an_epoch_without_a_vector_says_so(two_validators: tuple[Path, Path, int]) -> None:
+    first, _, epoch = two_validators
+    result = CliRunner().invoke(
+        cli, ["--data-dir", str(first), "weights", "replay", "--epoch", str(epoch + 5)]
+    )
+    assert result.exit_code == 1 and "no vector stored" in result.stderr and result.stderr.count("\n") == 1

@@ -84,12 +84,16 @@ def build(
     *,
     epoch: int,
     own: str | None = None,
+    reports: list[aggregation.ScoreReport] | None = None,
 ) -> Vector:
-    """Aggregate the epoch's reports over ``snapshot``, in memory (nothing is written)."""
+    """Aggregate the epoch's reports (those that count, unless ``reports`` are given) over
+    ``snapshot``, in memory (nothing is written)."""
     uids = {n.hotkey: n.uid for n in snapshot.neurons}
+    if reports is None:
+        reports = scores.reports_for(state, epoch, first_block=snapshot.block)
     try:
         result = aggregation.aggregate(
-            scores.reports_for(state, epoch, first_block=snapshot.block),
+            reports,
             snapshot.validators(settings.min_stake_rao),
             _challenges(state, settings.mechid, snapshot.block),
             uids,
@@ -127,7 +131,7 @@ def build(
     return Vector(snapshot.netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
 
 
-def _stored_epoch_snapshot(state: State, netuid: int, start: int) -> tuple[Snapshot, Hyperparams] | None:
+def stored_epoch_snapshot(state: State, netuid: int, start: int) -> tuple[Snapshot, Hyperparams] | None:
     snapshot = latest_snapshot(state, netuid, start)
     hyper = chain_sync.latest_hyperparams(state, netuid, start)
     if snapshot is None or snapshot.block != start or hyper is None or hyper.block != start:
@@ -160,7 +164,7 @@ def compute(
         raise PlatformError(f"no epoch schedule for netuid {netuid}: run `platform chain sync` first")
     epoch = newest.index if epoch is None else epoch
     start = _epoch_start(state, netuid, epoch, newest)
-    stored = _stored_epoch_snapshot(state, netuid, start)
+    stored = stored_epoch_snapshot(state, netuid, start)
     if stored is None:
         raise PlatformError(
             f"no metagraph snapshot at block {start}, where epoch {epoch} began: run `platform chain sync` "
@@ -209,7 +213,7 @@ async def submit_with(
     epoch = schedule.index if epoch is None else epoch
     start = _epoch_start(state, netuid, epoch, schedule)
     fresh = None
-    named = _stored_epoch_snapshot(state, netuid, start)
+    named = stored_epoch_snapshot(state, netuid, start)
     if named is None:
         named = fresh = await client.metagraph(netuid, start)
     if not dry_run:

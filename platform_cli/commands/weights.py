@@ -133,6 +133,46 @@ def run_(app: AppContext, key_name: str | None) -> None:
     serve(app.state, chain_settings(app.config, app.data_dir), settings, signer, app.config.network.netuid)
 
 
+@weights.command("replay")
+@click.option("--epoch", type=click.IntRange(0, 2**63 - 1), required=True, help="The epoch to re-derive.")
+@pass_app
+def replay(app: AppContext, epoch: int) -> None:
+    """Re-derive epoch N's vector from the stored reports and by re-running their
+    evaluations in the sandbox; exit 1 unless both equal the stored vector bit for bit.
+
+    Names every report the sandbox does not reproduce (and its validator), and every
+    report whose submission file is not held here (kept as reported).
+    """
+    from platform_cli.chain.replay import replay_epoch
+    from platform_cli.chain.weights import own_hotkey
+    from platform_cli.errors import PlatformError
+    from platform_cli.evaluation import default_jobs
+
+    settings = _settings(app)
+    result = replay_epoch(
+        app.state,
+        app.data_dir,
+        app.config.network.netuid,
+        settings,
+        epoch,
+        jobs=default_jobs(app.config),
+        own=own_hotkey(app.data_dir, settings),
+    )
+    if app.json:
+        output.record(result, as_json=True)
+    else:
+        output.table(
+            result["checked"], ("validator", "challenge", "miner", "reported", "verdict"), as_json=False
+        )
+        summary = {k: v for k, v in result.items() if k not in ("checked", "differing", "unverified")}
+        output.record({**summary, "unverified": len(result["unverified"])}, as_json=False)
+    if not result["matches"]:
+        raise PlatformError(
+            f"epoch {epoch}'s vector does not replay: stored {result['stored_hash'][:16]}, from the reports "
+            f"{result['from_reports_hash'][:16]}, from the sandbox {result['from_sandbox_hash'][:16]}"
+        )
+
+
 @weights.command("history")
 @click.option("--limit", type=click.IntRange(1, 10**6), default=50, show_default=True)
 @pass_app
