@@ -43,7 +43,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     "consensus": (
         "platform_cli.commands.consensus",
         "consensus",
-        "Tendermint consensus: verify certificates, simulate under faults.",
+        "Tendermint consensus: status, log, show, evidence, propose, verify, simulate.",
     ),
     "weights": (
         "platform_cli.commands.weights",

@@ -10,7 +10,7 @@ from platform_cli.config import Config, load_config
 from platform_cli.errors import PlatformError
 from platform_cli.state.db import State, open_state
 
-CONFIG_SECTIONS = ("chain", "network", "p2p", "runtime", "weights")
+CONFIG_SECTIONS = ("chain", "consensus", "network", "p2p", "runtime", "weights")
 """The tables of ``platform.toml``; each is checked by the component that owns it."""
 
 
@@ -45,6 +45,7 @@ class AppContext:
                 f"{config.path}: [{unknown[0]}] is not a known table (known: {', '.join(CONFIG_SECTIONS)})"
             )
         from platform_cli.chain.settings import chain_settings, weight_settings
+        from platform_cli.consensus.settings import consensus_settings
         from platform_cli.evaluation import default_jobs
         from platform_cli.p2p.config import load_settings
 
@@ -52,6 +53,7 @@ class AppContext:
         weight_settings(config)
         load_settings(config)
         default_jobs(config)
+        consensus_settings(config)
 
     def serving(self) -> None:
         """A long-running service logs its warnings even without -v: nobody reruns it with -v."""

@@ -114,6 +114,25 @@ def store(state: State, vector: Vector) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Committed:
+    """The vector consensus committed for an epoch (units per uid, before chain padding)."""
+
+    height: int
+    vector_hash: str
+    weights: tuple[tuple[int, int], ...]
+
+
+def committed(state: State, netuid: int, mechid: int, epoch: int) -> Committed | None:
+    row = state.execute(
+        "SELECT height, vector_hash, weights FROM consensus_vectors WHERE netuid = ? AND mechid = ? AND epoch = ?",
+        [netuid, mechid, epoch],
+    ).fetchone()
+    if row is None:
+        return None
+    return Committed(row[0], row[1], tuple((u, w) for u, w in json.loads(row[2])))
+
+
 def load(state: State, netuid: int, mechid: int, epoch: int | None = None) -> Vector | None:
     sql = "SELECT epoch, snapshot_block, weights, u16, detail FROM weight_vectors WHERE netuid = ? AND mechid = ?"
     params: list[int] = [netuid, mechid]

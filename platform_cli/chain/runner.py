@@ -46,6 +46,9 @@ class WeightSetter:
     stop: asyncio.Event
     sleep: Callable[[float], Awaitable[None]] | None = None  # default: wait on ``stop``
     substrate: Any = None  # default: the network the settings name (the SDK's own backend)
+    consensus: bool = False
+    """Submit the vector consensus committed for the epoch; without one by the deadline,
+    do what ``settings.fallback`` says (and say which in the history)."""
 
     async def run(self) -> None:
         from bittensor import BittensorError
@@ -121,8 +124,33 @@ class WeightSetter:
                 self.state, self.netuid, self.settings.mechid, step.epoch, self.signer.ss58, step.reason
             )
             return 0
+        agreed, source = None, ""
+        if self.consensus:
+            agreed = records.committed(self.state, self.netuid, self.settings.mechid, step.epoch)
+            if agreed is not None:
+                source = f"committed by consensus at height {agreed.height} ({agreed.vector_hash[:16]})"
+            elif self.settings.fallback == "skip":
+                records.record_missed(
+                    self.state,
+                    self.netuid,
+                    self.settings.mechid,
+                    step.epoch,
+                    self.signer.ss58,
+                    "nothing committed by consensus before the deadline (weights.fallback = skip)",
+                )
+                return 0
+            else:
+                source = "fallback own: nothing committed by consensus before the deadline"
+                log.warning("weights.fallback epoch=%d own vector", step.epoch)
         vector, submission, outcome = await w.submit_with(
-            client, self.state, self.settings, self.signer, self.netuid, epoch=step.epoch
+            client,
+            self.state,
+            self.settings,
+            self.signer,
+            self.netuid,
+            epoch=step.epoch,
+            agreed=agreed,
+            source=source,
         )
         log.info(
             "weights.%s epoch=%d block=%d hash=%s",

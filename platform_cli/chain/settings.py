@@ -59,6 +59,9 @@ class WeightSettings:
     burn_uid: int | None = None
     min_stake_rao: int = 0
     lead_blocks: int = 10
+    fallback: str = "own"
+    """With consensus on and nothing committed by the deadline: ``own`` (this validator's
+    own vector) or ``skip`` (set nothing; the epoch is recorded as missed)."""
 
 
 class _Table:
@@ -106,8 +109,11 @@ def weight_settings(config: Config) -> WeightSettings:
     t = _Table(
         config,
         "weights",
-        {"hotkey", "mechid", "version_key", "burn", "burn_uid", "min_stake_rao", "lead_blocks"},
+        {"hotkey", "mechid", "version_key", "burn", "burn_uid", "min_stake_rao", "lead_blocks", "fallback"},
     )
+    fallback = t.get("fallback", "own", str)
+    if fallback not in ("own", "skip"):
+        raise PlatformError(f"{t.where}: weights.fallback = {fallback!r} must be 'own' or 'skip'")
     return WeightSettings(
         hotkey=t.get("hotkey", "validator", str),
         mechid=int(t.int("mechid", 0, 0, 255) or 0),
@@ -116,6 +122,7 @@ def weight_settings(config: Config) -> WeightSettings:
         burn_uid=t.int("burn_uid", None, 0, 65535),
         min_stake_rao=int(t.int("min_stake_rao", 0, 0, 2**64 - 1) or 0),
         lead_blocks=_lead_blocks(t),
+        fallback=fallback,
     )
 
 

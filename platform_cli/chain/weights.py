@@ -85,20 +85,23 @@ def build(
     epoch: int,
     own: str | None = None,
     reports: list[aggregation.ScoreReport] | None = None,
+    agreed: records.Committed | None = None,
 ) -> Vector:
-    """Aggregate the epoch's reports (those that count, unless ``reports`` are given) over
-    ``snapshot``, in memory (nothing is written)."""
+    """The epoch's vector over ``snapshot``, in memory (nothing is written): the vector
+    consensus ``agreed`` on, or aggregated from the epoch's reports (those that count,
+    unless ``reports`` are given); padded for the chain's minimum and converted to u16."""
     uids = {n.hotkey: n.uid for n in snapshot.neurons}
-    if reports is None:
-        reports = scores.reports_for(state, epoch, first_block=snapshot.block)
     try:
-        result = aggregation.aggregate(
-            reports,
-            snapshot.validators(settings.min_stake_rao),
-            _challenges(state, settings.mechid, snapshot.block),
-            uids,
-            _burn_uid(settings, snapshot, hyper),
-        )
+        if agreed is not None:
+            units = dict(agreed.weights)
+            burn = _burn_uid(settings, snapshot, hyper)
+            detail: dict[str, object] = {
+                "source": f"consensus height {agreed.height}",
+                "vector_hash": agreed.vector_hash,
+                "scored": sum(1 for uid, w in units.items() if w > 0 and uid != burn),
+            }
+        else:
+            units, detail = _aggregate(state, snapshot, hyper, settings, epoch, uids, reports)
         max_limit = hyper.max_weight_limit if hyper else aggregation.U16_MAX
         # Pad onto miners first (no permit), lowest uid first, never onto ourselves.
         candidates = [
@@ -107,18 +110,33 @@ def build(
             if n.hotkey != own
         ]
         weights, padded = aggregation.pad_to_min_weights(
-            result.weights, hyper.min_allowed_weights if hyper else 0, candidates, max_limit
+            units, hyper.min_allowed_weights if hyper else 0, candidates, max_limit
         )
         u16 = aggregation.to_u16(weights, max_limit, uids.get(own or ""))
     except aggregation.AggregationError as exc:
         raise PlatformError(f"cannot compute weights for epoch {epoch}: {exc}") from None
-    detail = {
-        "withheld": [[w.challenge, w.miner, w.validators, w.required] for w in result.withheld],
-        "dropped": list(result.dropped),
-        "padded": padded,
-        "burned_units": result.burned,
-        "scored": len(result.medians),
-    }
+    detail["padded"] = padded
+    return Vector(snapshot.netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
+
+
+def _aggregate(
+    state: State,
+    snapshot: Snapshot,
+    hyper: Hyperparams | None,
+    settings: WeightSettings,
+    epoch: int,
+    uids: dict[str, int],
+    reports: list[aggregation.ScoreReport] | None,
+) -> tuple[dict[int, int], dict[str, object]]:
+    if reports is None:
+        reports = scores.reports_for(state, epoch, first_block=snapshot.block)
+    result = aggregation.aggregate(
+        reports,
+        snapshot.validators(settings.min_stake_rao),
+        _challenges(state, settings.mechid, snapshot.block),
+        uids,
+        _burn_uid(settings, snapshot, hyper),
+    )
     for w in result.withheld:
         log.info(
             "weights.withheld epoch=%d challenge=%s miner=%s validators=%d required=%d",
@@ -128,7 +146,13 @@ def build(
             w.validators,
             w.required,
         )
-    return Vector(snapshot.netuid, settings.mechid, epoch, snapshot.block, weights, u16, detail)
+    detail: dict[str, object] = {
+        "withheld": [[w.challenge, w.miner, w.validators, w.required] for w in result.withheld],
+        "dropped": list(result.dropped),
+        "burned_units": result.burned,
+        "scored": len(result.medians),
+    }
+    return dict(result.weights), detail
 
 
 def stored_epoch_snapshot(state: State, netuid: int, start: int) -> tuple[Snapshot, Hyperparams] | None:
@@ -199,8 +223,13 @@ async def submit_with(
     *,
     epoch: int | None = None,
     dry_run: bool = False,
+    agreed: records.Committed | None = None,
+    source: str = "",
 ) -> tuple[Vector, Submission, str]:
     """:func:`submit` over an open client (the epoch loop keeps one).
+
+    ``agreed``: the vector consensus committed for the epoch, sent instead of our own;
+    ``source`` says in the history where the vector came from.
 
     A dry run reads the chain and plans in memory: it writes nothing but the score
     reports it takes in from admitted ``evaluation`` messages, and reports every refusal
@@ -222,7 +251,7 @@ async def submit_with(
     if records.fixed_by(state, netuid, settings.mechid, epoch) is not None:
         vector = records.load(state, netuid, settings.mechid, epoch)
     if vector is None:
-        vector = build(state, named[0], named[1], settings, epoch=epoch, own=signer.ss58)
+        vector = build(state, named[0], named[1], settings, epoch=epoch, own=signer.ss58, agreed=agreed)
         if not dry_run:
             records.store(state, vector)
     try:
@@ -259,6 +288,8 @@ async def submit_with(
         raise
     records.finish(state, row_id, "submitted", done.path, done.block, done.message)
     outcome, message = await _confirm(client, vector, done, signer.ss58, settings.mechid)
+    if source:
+        message = f"{source}; {message}"
     records.finish(state, row_id, outcome, done.path, done.block, message)
     return vector, replace(done, message=message), outcome
 

@@ -16,7 +16,90 @@ pass_app = click.make_pass_decorator(AppContext)
 
 @click.group()
 def consensus() -> None:
-    """Tendermint consensus: commit certificates and the fault simulator."""
+    """Tendermint consensus: the node's log, certificates, evidence, the fault simulator."""
+
+
+@consensus.command("status")
+@pass_app
+def status(app: AppContext) -> None:
+    """Committed height, the height/round/step this validator is at, evidence held."""
+    from platform_cli.consensus.queries import status as read
+
+    output.record(read(app.state), as_json=app.json)
+
+
+@consensus.command("log")
+@click.option("--from", "from_height", type=click.IntRange(1, 2**62), default=1, show_default=True)
+@click.option("--limit", type=click.IntRange(1, 10**6), default=50, show_default=True)
+@pass_app
+def log_(app: AppContext, from_height: int, limit: int) -> None:
+    """The committed log: height, value id, round, signers, what each entry decided."""
+    from platform_cli.consensus.queries import log as read
+
+    output.table(
+        read(app.state, from_height=from_height, limit=limit),
+        ("height", "value_id", "round", "signers", "actions"),
+        as_json=app.json,
+        empty="nothing committed yet",
+    )
+
+
+@consensus.command("show")
+@click.argument("height", type=click.IntRange(1, 2**62))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the certificate JSON here.",
+)
+@pass_app
+def show(app: AppContext, height: int, out: Path | None) -> None:
+    """The entry at HEIGHT with its certificate (the JSON 'consensus verify' checks)."""
+    from platform_cli.consensus.queries import show as read
+
+    doc = read(app.state, height)
+    if out is not None:
+        from platform_cli import files
+
+        with files.output_file(out, "certificate") as written:
+            written.write((json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+        output.record({"height": height, "written": str(out)}, as_json=app.json)
+        return
+    click.echo(json.dumps(doc, indent=None if app.json else 2, sort_keys=True))
+
+
+@consensus.command("evidence")
+@click.option("--limit", type=click.IntRange(1, 10**6), default=50, show_default=True)
+@pass_app
+def evidence(app: AppContext, limit: int) -> None:
+    """Equivocation evidence held: two conflicting signed messages of one validator."""
+    from platform_cli.consensus.queries import evidence as read
+
+    rows = read(app.state, limit)
+    if app.json:
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+        return
+    output.table(
+        rows, ("signer", "height", "round", "step", "received_ms"), as_json=False, empty="no evidence"
+    )
+
+
+@consensus.command("propose")
+@click.argument("action_json", metavar="ACTION.json")
+@pass_app
+def propose(app: AppContext, action_json: str) -> None:
+    """Propose an action for consensus: a sudo-signed registry update file.
+
+    It is verified and recorded as pending; this validator's running node includes it in
+    the next entry it proposes, and every validator applies it once committed.
+    """
+    from platform_cli import registry
+
+    update = registry.load_update(action_json)
+    update_id = registry.propose(app.state, app.config, update)
+    output.record({"update_id": update_id, "status": "pending: consensus will decide it"}, as_json=app.json)
 
 
 @consensus.command("verify")

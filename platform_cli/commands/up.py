@@ -69,6 +69,7 @@ def up(
     app.validate_config()
     from platform_cli.chain.settings import chain_settings, weight_settings
     from platform_cli.commands.trust import trusted_sudo
+    from platform_cli.consensus.settings import consensus_settings
     from platform_cli.evaluation import default_jobs
     from platform_cli.identity import KeyStore
     from platform_cli.node.validator import ValidatorPlan, run
@@ -95,6 +96,7 @@ def up(
         weights=weights,
         signer=KeyStore(app.data_dir).signer(key),
         config=config,
+        consensus=consensus_settings(config),
         jobs=default_jobs(config),
         metrics=address,
     )

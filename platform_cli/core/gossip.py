@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from platform_cli.core import envelope as env
+from platform_cli.core.consensus import messages as consensus_messages
 from platform_cli.core.replay import BitWindow, SequenceWindow
 
 ReplayWindow = SequenceWindow | BitWindow
@@ -56,18 +57,7 @@ class TopicRule:
 TOPICS: Mapping[str, TopicRule] = {
     "submissions": TopicRule(frozenset({"submission"}), Role.REGISTERED),
     "evaluations": TopicRule(frozenset({"evaluation"}), Role.VALIDATOR),
-    "consensus": TopicRule(
-        frozenset(
-            {
-                "consensus.proposal",
-                "consensus.prevote",
-                "consensus.precommit",
-                "consensus.bundle",
-                "consensus.evidence",
-            }
-        ),
-        Role.VALIDATOR,
-    ),
+    "consensus": TopicRule(consensus_messages.KINDS, Role.VALIDATOR),
     "registry": TopicRule(
         frozenset({"registry.update", "registry.vote"}), Role.VALIDATOR, frozenset({"registry.update"})
     ),

@@ -3,8 +3,8 @@
 The dev chain (one SQLite file), N validators (each a ``platform up`` process with its
 own data dir, its hotkey from the devnet wallet and a metrics port) and a miners' node
 whose simulated miners submit good and bad work to the shipped challenges. The devnet
-sudo's signed updates of the shipped challenges are the registry's genesis on every
-validator. Everything lives under one directory; ``devnet.json`` there names every
+sudo's signed updates of the shipped challenges are proposed on every validator, and
+consensus commits them. Everything lives under one directory; ``devnet.json`` there names every
 process (written as each starts, so ``down`` finds them even after an interrupted
 ``up``). Running ``up`` again on a stopped devnet continues it on the same state.
 """
@@ -140,14 +140,39 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+GENESIS_BLOCK = 1000
+"""The dev chain's first block (the seed's ``start_block``): consensus starts from its set."""
+TIMEOUTS = "propose_ms = 800\nprevote_ms = 400\nprecommit_ms = 400\ndelta_ms = 400\nrebroadcast_ms = 1500\n"
+
+
 def _config(layout: Layout, key: str, port: int, bootstrap: list[str]) -> str:
     boot = ", ".join(json.dumps(b) for b in bootstrap)
     return (
         "# Written by 'platform devnet up': one node of the local devnet.\n"
         f'[chain]\nnetwork = "dev"\ndev_db = {json.dumps(str(layout.chain_db))}\n\n'
         f'[weights]\nhotkey = "{key}"\nlead_blocks = 5\n\n'
+        f"[consensus]\ngenesis_block = {GENESIS_BLOCK}\n{TIMEOUTS}\n"
         f'[p2p]\nlisten = ["/ip4/127.0.0.1/tcp/{port}"]\nbootstrap = [{boot}]\nsync_interval_s = 5\n'
     )
+
+
+def _seed(layout: Layout, settings: Settings) -> Path:
+    """The fixture seed with stake only on the validators this devnet runs: a validator
+    that never runs would hold stake the quorum counts on."""
+    from platform_cli.chain.settings import DEFAULT_SEED
+
+    seed = json.loads(DEFAULT_SEED.read_text())
+    running = {f"validator-{i}" for i in range(settings.validators)}
+    for neuron in seed["neurons"]:
+        if neuron.get("hotkey_name", "").startswith("validator-") and neuron["hotkey_name"] not in running:
+            neuron["stake_tao"] = 0
+    if seed.get("start_block") != GENESIS_BLOCK:
+        raise PlatformError(
+            f"{DEFAULT_SEED}: start_block must be {GENESIS_BLOCK} (the devnet's consensus genesis)"
+        )
+    path = layout.root / "seed.json"
+    path.write_text(json.dumps(seed, indent=1) + "\n")
+    return path
 
 
 def _sync(data_dir: Path) -> None:
@@ -169,8 +194,9 @@ def _import(data_dir: Path, name: str, wallet_hotkey: str, root: Path) -> None:
         store.import_wallet(name, "devnet", wallet_hotkey, str(root / "fixtures" / "wallets"))
 
 
-def _registry_genesis(data_dir: Path, root: Path) -> None:
-    """The devnet sudo's signed updates of the shipped challenges, committed from block 0."""
+def _propose_challenges(data_dir: Path, root: Path) -> None:
+    """The devnet sudo's signed updates of the shipped challenges, proposed: consensus
+    commits them, and every validator activates them at the block the entry names."""
     from platform_cli import registry
     from platform_cli.config import load_config
     from platform_cli.state.db import open_state
@@ -178,15 +204,14 @@ def _registry_genesis(data_dir: Path, root: Path) -> None:
     config = load_config(data_dir)
     with open_state(data_dir) as state:
         for challenge in SAMPLES:
-            update = registry.load_update(str(root / "challenges" / challenge / "update.json"))
-            update_id = registry.propose(state, config, update)
-            registry.commit_update(state, config, update_id, effective_block=0)
+            registry.propose(
+                state, config, registry.load_update(str(root / "challenges" / challenge / "update.json"))
+            )
 
 
 def prepare(layout: Layout, settings: Settings, say: Say) -> None:
     """Create what does not exist yet: the chain, each node's data dir, config and keys."""
     from platform_cli.chain.dev.seed import init_dev_chain
-    from platform_cli.chain.settings import DEFAULT_SEED
 
     root = repo_root()
     layout.root.mkdir(parents=True, exist_ok=True)
@@ -194,7 +219,7 @@ def prepare(layout: Layout, settings: Settings, say: Say) -> None:
         say(f"dev chain: {layout.chain_db} (block {settings.block_time_ms} ms, tempo {settings.tempo})")
         chain = init_dev_chain(
             layout.chain_db,
-            DEFAULT_SEED,
+            _seed(layout, settings),
             block_time_ms=settings.block_time_ms,
             tempo=settings.tempo,
             hyperparameters={"WeightsSetRateLimit": settings.rate_limit},
@@ -204,11 +229,11 @@ def prepare(layout: Layout, settings: Settings, say: Say) -> None:
         data_dir = layout.validator(index)
         if (data_dir / "platform.toml").exists():
             continue
-        say(f"validator-{index}: data dir, key, registry genesis, chain sync")
+        say(f"validator-{index}: data dir, key, the shipped challenges proposed, chain sync")
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "platform.toml").write_text(_config(layout, "validator", _free_port(), []))
         _import(data_dir, "validator", f"validator-{index}", root)
-        _registry_genesis(data_dir, root)
+        _propose_challenges(data_dir, root)
         _sync(data_dir)
     if settings.miners and not (layout.miners / "platform.toml").exists():
         say(f"miners: {settings.miners} devnet miner keys")
@@ -285,6 +310,13 @@ def _node_up(state: Any, pid: int) -> list[str] | None:
     return node.addrs if node and node.pid == pid else None
 
 
+def _challenges_active(state: Any) -> bool:
+    from platform_cli import registry
+
+    head = state.execute("SELECT max(block) FROM chain_schedules").fetchone()[0] or 0
+    return set(SAMPLES) <= set(registry.active_at(state, head))
+
+
 def _connected(state: Any) -> bool:
     from platform_cli.p2p import store
 
@@ -348,6 +380,11 @@ def up(layout: Layout, settings: Settings, say: Say, *, explicit: bool = True) -
         _ready(layout.miners, proc, "the miners' node (connecting)", _connected)
         say("miners' node up")
         if fresh:
+            say("waiting for consensus to activate the shipped challenges")
+            first = doc["validators"][0]
+            _ready(
+                Path(first["data_dir"]), started[0][1] if started else proc, "consensus", _challenges_active
+            )
             doc["submissions"] = submit_samples(layout, settings.miners)
             say(f"{settings.miners} miners submitted")
     _write_manifest(layout, doc)
@@ -429,7 +466,9 @@ def status(layout: Layout) -> dict[str, Any]:
                 "evaluations": report["evaluations"]["total"],
                 "weights_epoch": confirmed[0] if confirmed else None,
                 "weights_hash": confirmed[1] if confirmed else None,
-                "weights_scored": json.loads(confirmed[2])["scored"] if confirmed and confirmed[2] else None,
+                "weights_scored": json.loads(confirmed[2]).get("scored")
+                if confirmed and confirmed[2]
+                else None,
                 "metrics": entry.get("metrics"),
             }
         )

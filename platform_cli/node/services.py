@@ -43,11 +43,14 @@ class P2PService:
         self.settings = settings
         self.network = network
         self.node: Any = None
+        self.listeners: list[Callable[[str, Any], None]] = []
+        """Told of every message the node stores (each node the service starts)."""
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         from platform_cli.p2p.node import Node
 
         self.node = Node(self.data_dir, self.settings, self.network)
+        self.node.admission.listeners.extend(self.listeners)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.node.run)
@@ -123,42 +126,62 @@ async def _call_when_cancelled(action: Callable[[], None]) -> None:
 
 
 def chain_service(
-    data_dir: Path, chain: ChainSettings, netuid: int, interval_s: float = SYNC_INTERVAL_S
+    data_dir: Path,
+    chain: ChainSettings,
+    netuid: int,
+    interval_s: float = SYNC_INTERVAL_S,
+    poll_s: float = POLL_S,
 ) -> AsyncioService:
-    """Keeps the metagraph snapshot and the epoch schedule fresh for the other services."""
+    """Keeps the chain head, the epoch schedule and the metagraph snapshot fresh for the
+    other services.
+
+    The head's schedule is read and stored every ``poll_s`` (consensus times its epochs
+    by it, the evaluation service evaluates for the epoch it names), a new epoch is synced
+    in full as soon as it shows, and the snapshot is refreshed every ``interval_s``.
+    """
 
     async def main(state: State, stop: asyncio.Event, started: Callable[[], None]) -> None:
+        import time
+
         from platform_cli.chain.adapter import ChainClient
         from platform_cli.chain.sync import sync_with
+        from platform_cli.state.schedules import prune_schedules, save_schedule
 
         async with ChainClient(chain, one_shot=False) as client:
-            first = True
+            epoch, synced_at = None, 0.0
             while not stop.is_set():
-                snapshot, _, schedule = await sync_with(state, client, netuid)
-                if first:
-                    first = False
-                    started()  # up once the chain answered and the snapshot is stored
-                log.info(
-                    "chain.synced netuid=%d block=%d epoch=%d",
-                    netuid,
-                    snapshot.block,
-                    schedule.epoch_of(snapshot.block),
-                )
+                schedule = await client.schedule(netuid)
+                if schedule.index != epoch or time.monotonic() - synced_at >= interval_s:
+                    snapshot, _, schedule = await sync_with(state, client, netuid)
+                    if epoch is None:
+                        started()  # up once the chain answered and the snapshot is stored
+                    else:
+                        prune_schedules(state, netuid, schedule.index)
+                    epoch, synced_at = schedule.index, time.monotonic()
+                    log.info("chain.synced netuid=%d block=%d epoch=%d", netuid, snapshot.block, epoch)
+                else:
+                    save_schedule(state, schedule)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval_s)
+                    await asyncio.wait_for(stop.wait(), poll_s)
 
     return AsyncioService("chain", data_dir, main)
 
 
 def weights_service(
-    data_dir: Path, chain: ChainSettings, settings: WeightSettings, signer: Signer, netuid: int
+    data_dir: Path,
+    chain: ChainSettings,
+    settings: WeightSettings,
+    signer: Signer,
+    netuid: int,
+    consensus: bool = False,
 ) -> AsyncioService:
-    """The epoch loop: this validator's weights on the chain before each deadline."""
+    """The epoch loop: this validator's weights on the chain before each deadline (with
+    ``consensus``, the epoch's committed vector, else what ``weights.fallback`` says)."""
 
     async def main(state: State, stop: asyncio.Event, started: Callable[[], None]) -> None:
         from platform_cli.chain.runner import WeightSetter
 
         started()  # the loop rides out endpoint faults itself, with backoff, logged per attempt
-        await WeightSetter(state, chain, settings, signer, netuid, stop).run()
+        await WeightSetter(state, chain, settings, signer, netuid, stop, consensus=consensus).run()
 
     return AsyncioService("weights", data_dir, main)

@@ -15,7 +15,7 @@ import json
 import logging
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import trio
 
 from platform_cli.chain.settings import ChainSettings, WeightSettings
 from platform_cli.config import Config, NetworkConfig
+from platform_cli.consensus.settings import ConsensusSettings
 from platform_cli.identity import Signer
 from platform_cli.node import health, services
 from platform_cli.node.supervisor import Service, Supervisor
@@ -43,6 +44,7 @@ class ValidatorPlan:
     weights: WeightSettings
     signer: Signer
     config: Config
+    consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     jobs: int = 1
     metrics: tuple[str, int] | None = None
 
@@ -55,8 +57,20 @@ def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
         p2p,
         services.chain_service(plan.data_dir, plan.chain, plan.network.netuid),
         EvaluationService(plan.data_dir, plan.config, plan.signer, plan.jobs, p2p.fetch_content),
-        services.weights_service(plan.data_dir, plan.chain, plan.weights, plan.signer, plan.network.netuid),
     ]
+    if plan.consensus.enabled:
+        from platform_cli.consensus.service import ConsensusService
+
+        composed.append(
+            ConsensusService(
+                plan.data_dir, plan.config, plan.signer, p2p, plan.consensus, plan.weights, plan.chain
+            )
+        )
+    composed.append(
+        services.weights_service(
+            plan.data_dir, plan.chain, plan.weights, plan.signer, plan.network.netuid, plan.consensus.enabled
+        )
+    )
     return composed, p2p
 
 

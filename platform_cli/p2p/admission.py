@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from platform_cli.clock import now_ms
+from platform_cli.core import envelope as env
 from platform_cli.core import gossip
 from platform_cli.core.envelope import Network
 from platform_cli.core.replay import BitWindow
@@ -71,6 +72,9 @@ class Admission:
         """Called once with a peer whose standing reached the ban level (the node bans it)."""
         self.own_refusals: dict[bytes, str] = {}
         """Why our own publishes were refused (sha256 of the data -> reason), for the outbox."""
+        self.listeners: list[Callable[[str, env.Envelope], None]] = []
+        """Called with (topic, envelope) of every message stored, in the node's process:
+        services there (consensus) learn of it at once instead of polling the inbox."""
 
     def _refresh(self) -> None:
         now = time.monotonic()
@@ -184,6 +188,8 @@ class Admission:
                 return HELD
             return "replay"  # counted by store_received, in its transaction
         self.tally.count(label, via, "admitted", now_ms=now)
+        for listener in self.listeners:
+            listener(topic, envelope)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
                 "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder

@@ -36,7 +36,7 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from platform_cli.clock import now_ms
 from platform_cli.config import NetworkConfig
-from platform_cli.core import gossip
+from platform_cli.core import canonical, gossip
 from platform_cli.errors import PlatformError
 from platform_cli.p2p import control, keys, store, sync
 from platform_cli.p2p import dht as dht_adapter
@@ -337,6 +337,40 @@ class Node:
             return 0
         finally:
             self._syncing.discard(peer)
+
+    async def fetch_commits(self, peer_id: str, from_height: int) -> list[tuple[bytes, bytes]]:
+        """Committed consensus entries (value, certificate bytes) ``peer_id`` holds from
+        ``from_height`` on; unverified: the caller checks each certificate."""
+        peer = ID.from_base58(peer_id)
+        found: list[tuple[bytes, bytes]] = []
+
+        async def on_frame(items: sync.Items, row: int) -> bool:
+            for kind, data in items:
+                if kind != sync.COMMIT_ITEM:
+                    continue
+                try:
+                    value, certificate = canonical.decode(data)
+                except (canonical.CanonicalError, ValueError, TypeError):
+                    continue
+                if isinstance(value, bytes) and isinstance(certificate, bytes):
+                    found.append((value, certificate))
+            return True
+
+        with trio.fail_after(sync.PULL_TIMEOUT_S):
+            stream = await self.host.new_stream(peer, [TProtocol(sync.PROTOCOL)])
+            try:
+                await sync.fetch(stream, {"op": "commits", "from_height": from_height}, on_frame)
+            finally:
+                await stream.close()
+        return found
+
+    async def publish_envelope(self, short: str, wire: bytes) -> None:
+        """Gossip a message we signed on topic ``short``, now (our own admission stores it)."""
+        await self.pubsub.publish(self.topics[short], wire)
+
+    def connected_validator_peers(self) -> list[str]:
+        bound = self.admission.validator_peers()
+        return sorted(p.to_base58() for p in self.host.get_connected_peers() if p.to_base58() in bound)
 
     async def _sync_slot(self, peer: ID) -> trio.Semaphore:
         """A slot of the peer's pool, asked again every second: a peer's announcement may

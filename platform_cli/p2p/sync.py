@@ -2,8 +2,11 @@
 
 Request (one length-prefixed canonical-CBOR frame): ``{"op": "since", "after_row": R,
 "since_ms": T}`` for every message the responder holds after its inbox row R (a cursor
-the requester keeps per peer) and received after T, or ``{"op": "get", "ids": [...]}``
-for messages by id (sha256 of the envelope). The answer is a series of frames
+the requester keeps per peer) and received after T, ``{"op": "get", "ids": [...]}``
+for messages by id (sha256 of the envelope), or ``{"op": "commits", "from_height": H}``
+for committed consensus entries from height H on (at most ``MAX_COMMITS``), each item
+``["consensus.commit", cbor([value, certificate])]``: the requester verifies every
+certificate before applying anything. The answer is a series of frames
 ``{"items": [[topic, wire], ...], "row": cursor, "more": bool}``, each at most
 ``CHUNK_BYTES`` of payload and ``FRAME_ITEMS`` items, so a large range is chunked
 instead of sent as one message.
@@ -46,6 +49,8 @@ MAX_FRAME = CHUNK_BYTES + gossip.MAX_MESSAGE_BYTES + 4096 + FRAME_ITEMS * ITEM_O
 MAX_TOTAL_BYTES = 64 << 20
 MAX_ITEMS = 50_000
 MAX_IDS = 1024
+MAX_COMMITS = 64
+COMMIT_ITEM = "consensus.commit"
 FIRST_BYTE_S = 2
 REQUEST_TIMEOUT_S = 5
 FRAME_WRITE_S = 10
@@ -126,6 +131,8 @@ def answer_frames(state: State, request: Any) -> Iterator[Frame]:
         return _by_id(state, ids)
     if request.get("op") == "since":
         return _since(state, _uint(request, "since_ms"), _uint(request, "after_row"))
+    if request.get("op") == "commits":
+        return _commits(state, _uint(request, "from_height"))
     raise SyncError(f"unknown op {request.get('op')!r}")
 
 
@@ -141,6 +148,23 @@ def _by_id(state: State, ids: list[str]) -> Iterator[Frame]:
             frame, size = [], 0
         frame.append([row[0], row[1]])
         size += len(row[1])
+    yield frame, 0
+
+
+def _commits(state: State, from_height: int) -> Iterator[Frame]:
+    rows = state.execute(
+        "SELECT value, certificate FROM consensus_log WHERE height >= ? ORDER BY height LIMIT ?",
+        [from_height, MAX_COMMITS],
+    ).fetchall()
+    frame: list[list[Any]] = []
+    size = 0
+    for value, certificate in rows:
+        item = canonical.encode([bytes(value), bytes(certificate)])
+        if frame and size + len(item) > CHUNK_BYTES:
+            yield frame, 0
+            frame, size = [], 0
+        frame.append([COMMIT_ITEM, item])
+        size += len(item)
     yield frame, 0
 
 

@@ -29,6 +29,19 @@ def save_schedule(state: State, schedule: Schedule) -> None:
         )
 
 
+def prune_schedules(state: State, netuid: int, before_epoch: int) -> int:
+    """Of the readings of epochs before ``before_epoch``, keep the newest of each (it says
+    where the epoch began); a node that reads the head every few seconds would otherwise
+    keep thousands a day. The number of rows removed."""
+    with write_transaction(state):
+        cursor = state.execute(
+            "DELETE FROM chain_schedules WHERE netuid = ? AND epoch_index < ? AND block NOT IN "
+            "(SELECT max(block) FROM chain_schedules WHERE netuid = ? AND epoch_index < ? GROUP BY epoch_index)",
+            [netuid, before_epoch, netuid, before_epoch],
+        )
+    return cursor.rowcount
+
+
 def latest_schedule(state: State, netuid: int) -> Schedule | None:
     row = state.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM chain_schedules WHERE netuid = ? ORDER BY block DESC LIMIT 1",

@@ -10,6 +10,8 @@ the body to the network, the kind and the signer. Bodies:
   where ``value`` is the value id (64 hex digits) or None for nil.
 - ``consensus.bundle``: a validator's epoch score bundle (``weights.py``).
 - ``consensus.evidence``: equivocation evidence relayed by a validator (``evidence.py``).
+- ``consensus.reports``: a validator's report set for an epoch (``weights.py``), the data
+  its bundle's root commits to; anyone can check it against the signed root.
 
 ``set`` is the id of the validator set the message was cast under, so a vote never
 counts under another set. A message's *slot* is (height, round, step); an honest
@@ -33,8 +35,9 @@ PREVOTE = "consensus.prevote"
 PRECOMMIT = "consensus.precommit"
 BUNDLE = "consensus.bundle"
 EVIDENCE = "consensus.evidence"
+REPORTS = "consensus.reports"
 ROUND_KINDS = frozenset({PROPOSAL, PREVOTE, PRECOMMIT})
-KINDS = ROUND_KINDS | {BUNDLE, EVIDENCE}
+KINDS = ROUND_KINDS | {BUNDLE, EVIDENCE, REPORTS}
 """Every kind the ``consensus`` gossip topic carries."""
 
 VALUE_DOMAIN = "platform/consensus/value/v1"
