@@ -146,9 +146,17 @@ def read_update(text: str | bytes, source: str) -> SignedUpdate:
 
 
 def verify_update(
-    update: SignedUpdate, config: Config, *, sudo: str | None = None, state: State | None = None
+    update: SignedUpdate,
+    config: Config,
+    *,
+    sudo: str | None = None,
+    state: State | None = None,
+    module_optional: bool = False,
 ) -> core.RegistryUpdate:
-    """Check signature, network, kind, size, replay, sudo authority and module hash."""
+    """Check signature, network, kind, size, replay, sudo authority and module hash.
+
+    ``module_optional``: an update consensus committed is recorded even when its module
+    has not reached this node yet (it is fetched from the DHT by its hash when needed)."""
     policy = env.VerifyPolicy(
         network=config.network.network,
         kinds={core.UPDATE_KIND},
@@ -165,7 +173,7 @@ def verify_update(
         parsed = core.authorize(update.envelope, sudo or config.network.sudo)
     except (env.EnvelopeError, core.RegistryError) as exc:
         raise VerificationFailed(str(exc)) from None
-    if parsed.action in MODULE_ACTIONS:
+    if parsed.action in MODULE_ACTIONS and not (module_optional and update.module is None):
         if update.module is None:
             raise VerificationFailed(f"a '{parsed.action.value}' update must carry its module")
         actual = hashlib.sha256(update.module).hexdigest()
@@ -235,9 +243,9 @@ def _save_history(state: State, before: core.RegistryState, after: core.Registry
         )
 
 
-def propose(state: State, config: Config, update: SignedUpdate) -> str:
+def propose(state: State, config: Config, update: SignedUpdate, *, module_optional: bool = False) -> str:
     """Verify and record the update as pending; returns its id. Consensus applies it later."""
-    parsed = verify_update(update, config, state=state)
+    parsed = verify_update(update, config, state=state, module_optional=module_optional)
     envelope = update.envelope
     update_id = envelope.message_id()
     now = now_ms()

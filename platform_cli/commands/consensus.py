@@ -99,7 +99,32 @@ def propose(app: AppContext, action_json: str) -> None:
 
     update = registry.load_update(action_json)
     update_id = registry.propose(app.state, app.config, update)
-    output.record({"update_id": update_id, "status": "pending: consensus will decide it"}, as_json=app.json)
+    shared = _share_module(app, update.module)
+    output.record(
+        {"update_id": update_id, "status": "pending: consensus will decide it", "module_in_dht": shared},
+        as_json=app.json,
+    )
+
+
+def _share_module(app: AppContext, module: bytes | None) -> bool:
+    """Put the update's module in the DHT through the running node, so that validators
+    that commit the update without it can fetch it by its hash."""
+    if module is None:
+        return False
+    from platform_cli.core import dhtrec
+    from platform_cli.p2p import client, store
+
+    if store.running_node(app.state) is None:
+        click.echo("warning: no node runs on this data dir: the module was not put in the DHT", err=True)
+        return False
+    if len(module) > dhtrec.MAX_RECORD_BYTES:
+        click.echo(
+            f"warning: the module is over {dhtrec.MAX_RECORD_BYTES} bytes: not put in the DHT", err=True
+        )
+        return False
+    key = dhtrec.dht_key(dhtrec.content_key(module))
+    client.call(app.state, "dht.put", {"key": key, "value": module})
+    return True
 
 
 @consensus.command("verify")

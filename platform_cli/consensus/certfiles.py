@@ -7,7 +7,8 @@ The validator set comes either from a validator-set file (``--snapshot``)::
      "validators": [{"hotkey": "5F...", "stake": 40000000000000}, ...]}
 
 or from the metagraph snapshot of the certificate's block in the local state (the
-validators with a permit and at least ``weights.min_stake_rao``). The certificate must
+validators with a permit and at least ``weights.min_stake_rao``), else from the set the
+local committed log installed for that block. The certificate must
 be for that network: the file's, or the configured one.
 """
 
@@ -18,8 +19,10 @@ from typing import Any
 
 from platform_cli import files
 from platform_cli.config import Config
+from platform_cli.core import canonical
 from platform_cli.core import envelope as env
 from platform_cli.core.consensus import certificate as certs
+from platform_cli.core.consensus.actions import VALIDATORS
 from platform_cli.core.consensus.validators import ValidatorSet, ValidatorSetError
 from platform_cli.errors import PlatformError, VerificationFailed
 from platform_cli.identity import verify_signature
@@ -71,9 +74,22 @@ def load_validator_set(path: Path | str) -> tuple[env.Network, ValidatorSet]:
     return env.Network(network["netuid"], network["genesis"]), validators
 
 
+def validator_set_from_log(state: State, block: int) -> ValidatorSet | None:
+    """The set of ``block`` as the committed log installed it (a ``validators`` action):
+    a node that was away when the chain was at ``block`` holds it from its catch-up."""
+    for (value,) in state.execute("SELECT value FROM consensus_log ORDER BY height DESC"):
+        for action in canonical.decode(value).get("actions", []):
+            if action.get("type") == VALIDATORS and action.get("set", {}).get("block") == block:
+                return ValidatorSet.from_canonical(action["set"])
+    return None
+
+
 def validator_set_from_state(state: State, netuid: int, block: int, min_stake_rao: int) -> ValidatorSet:
     snapshot = latest_snapshot(state, netuid, at_or_before=block)
     if snapshot is None or snapshot.block != block:
+        from_log = validator_set_from_log(state, block)
+        if from_log is not None:
+            return from_log
         raise PlatformError(
             f"no metagraph snapshot of block {block} in the state: pass the validator set with --snapshot FILE"
         )

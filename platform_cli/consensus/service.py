@@ -317,14 +317,12 @@ class ConsensusService:
         if row is None:
             update = registry.SignedUpdate(action.envelope, None)
             try:
-                registry.propose(self.state, self.config, update)
+                registry.propose(self.state, self.config, update, module_optional=True)
             except PlatformError as exc:
                 log.error("consensus.registry_not_recorded update=%s error=%s", update_id[:16], exc)
                 return
-            log.warning(
-                "consensus.registry_module_missing update=%s: its module is not held here until its update "
-                "file is proposed here ('platform registry propose')",
-                update_id[:16],
+            log.info(
+                "consensus.registry_recorded update=%s (its module is fetched from the DHT)", update_id[:16]
             )
         registry.commit_update(self.state, self.config, update_id, effective_block=action.effective_block)
 

@@ -26,7 +26,7 @@ from platform_cli import evaluation, registry, scores, submissions
 from platform_cli.config import Config
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer
-from platform_cli.state.db import State, open_state
+from platform_cli.state.db import State, open_state, write_transaction
 
 log = logging.getLogger("platform.evaluations")
 
@@ -72,6 +72,23 @@ def pending(state: State) -> list[Pending]:
     return work
 
 
+def _missing_modules(challenges: set[str], state: State) -> list[str]:
+    block = state.execute("SELECT coalesce(max(block), 0) FROM chain_schedules").fetchone()[0]
+    active = registry.active_at(state, block)
+    wanted = {active[c].spec.module_sha256 for c in challenges if c in active}
+    return sorted(
+        s for s in wanted if not state.execute("SELECT 1 FROM modules WHERE sha256 = ?", [s]).fetchone()
+    )
+
+
+def _store_module(sha256: str, module: bytes, state: State) -> None:
+    with write_transaction(state):
+        state.execute(
+            "INSERT OR IGNORE INTO modules (sha256, size, content) VALUES (?, ?, ?)",
+            [sha256, len(module), module],
+        )
+
+
 class EvaluationService:
     name = "evaluations"
 
@@ -98,6 +115,7 @@ class EvaluationService:
         while True:
             work = await trio.to_thread.run_sync(self._with_state, pending)
             work = [w for w in work if w not in self._refused][:BATCH]
+            await self._ensure_modules({w.challenge for w in work})
             contents: dict[Pending, bytes] = {}
             for item in work:
                 content = await self._content(item)
@@ -110,6 +128,17 @@ class EvaluationService:
     def _with_state(self, action: Callable[[State], Any]) -> Any:
         with open_state(self.data_dir) as state:
             return action(state)
+
+    async def _ensure_modules(self, challenges: set[str]) -> None:
+        """Fetch, by their hash, the modules of active challenges that consensus committed
+        here before their module arrived (the proposer put it in the DHT)."""
+        for sha256 in await trio.to_thread.run_sync(self._with_state, partial(_missing_modules, challenges)):
+            module = await self.fetch(sha256)
+            if module is None or hashlib.sha256(module).hexdigest() != sha256:
+                log.info("evaluations.module_not_fetched sha256=%s", sha256)
+                continue
+            await trio.to_thread.run_sync(self._with_state, partial(_store_module, sha256, module))
+            log.info("evaluations.module_fetched sha256=%s size=%d", sha256, len(module))
 
     async def _content(self, item: Pending) -> bytes | None:
         held = await trio.to_thread.run_sync(
