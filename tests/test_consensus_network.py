@@ -51,13 +51,13 @@ def log_of(data_dir: Path) -> list[dict[str, Any]]:
     return lines(data_dir, "consensus", "log", "--limit", "100000")
 
 
-def signed_updates(tmp_path: Path, sudo_dir: Path) -> list[Path]:
-    """UPDATES sudo-signed 'add' updates of distinct challenges, 5,000 ppm each (the
+def signed_updates(tmp_path: Path, sudo_dir: Path, count: int = UPDATES) -> list[Path]:
+    """``count`` sudo-signed 'add' updates of distinct challenges, 5,000 ppm each (the
     shipped challenges hold 900,000 of mechanism 0's 1,000,000)."""
     ok("--data-dir", str(sudo_dir), "keys", "import", "--name", "sudo", "--wallet", "devnet",
        "--hotkey", "sudo", "--wallet-path", str(FIXTURES / "wallets"))  # fmt: skip
     paths = []
-    for index in range(UPDATES):
+    for index in range(count):
         folder = tmp_path / f"challenge-{index:02d}"
         shutil.copytree(FIXTURES / "challenge", folder)
         toml = folder / "challenge.toml"
@@ -171,3 +171,51 @@ def test_registry_updates_commit_in_order_through_kills_and_pauses(tmp_path: Pat
     refused = platform("--data-dir", str(dirs[3]), "consensus", "verify", str(tmp_path / "altered.json"))
     assert refused.returncode == 1 and "signature does not verify" in refused.stderr
     assert refused.stderr.count("\n") == 1
+
+
+def test_a_second_process_with_a_validators_key_becomes_evidence_never_a_second_vote(
+    tmp_path: Path, devnet: Any
+) -> None:
+    """validator-1's key in a second process, with an update only that process holds: on
+    validator-1's turns both propose, with different values, at the same slot. The others
+    keep one vote per signer (every certificate verifies) and keep the conflict as evidence."""
+    _, manifest = devnet
+    dirs = [Path(v["data_dir"]) for v in manifest["validators"]]
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    config = (dirs[1] / "platform.toml").read_text()
+    boot = lines(dirs[0], "peer", "id")[0]["addrs"][0]
+    config = re.sub(r"listen = \[.*\]", 'listen = ["/ip4/127.0.0.1/tcp/0"]', config)
+    config = re.sub(r"bootstrap = \[.*\]", f'bootstrap = ["{boot}"]', config)
+    (twin / "platform.toml").write_text(config)
+    ok("--data-dir", str(twin), "keys", "import", "--name", "validator", "--wallet", "devnet", "--hotkey",
+       "validator-1", "--wallet-path", str(FIXTURES / "wallets"))  # fmt: skip
+    ok("--data-dir", str(twin), "chain", "sync")
+    (update,) = signed_updates(tmp_path, tmp_path / "sudo", count=1)
+    with open(twin / "up.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "platform_cli", "--data-dir", str(twin), "-v", "up"],
+            stdout=log,
+            stderr=log,
+        )
+    try:
+        wait_for(lambda: lines(twin, "status")[0]["node"]["running"], 90, interval=1, what="the twin to run")
+        ok("--data-dir", str(twin), "consensus", "propose", str(update))
+        hotkey = lines(twin, "keys", "show", "validator")[0]["ss58"]
+
+        def evidence() -> list[dict[str, Any]]:
+            return [e for e in lines(dirs[0], "consensus", "evidence") if e["signer"] == hotkey]
+
+        found = wait_for(evidence, WAIT_S, interval=1, what="evidence against validator-1's key")
+        assert found[0]["messages"][0] != found[0]["messages"][1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    height = len(log_of(dirs[0]))
+    for h in range(max(1, height - 5), height + 1):
+        cert = tmp_path / f"cert-{h}.json"
+        ok("--data-dir", str(dirs[0]), "consensus", "show", str(h), "-o", str(cert))
+        ok("--data-dir", str(dirs[2]), "consensus", "verify", str(cert))
+    logs = [[e["value_id"] for e in log_of(d)] for d in dirs]
+    common = min(len(log) for log in logs)
+    assert all(log[:common] == logs[0][:common] for log in logs)
