@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -100,10 +101,28 @@ def propose(app: AppContext, action_json: str) -> None:
     update = registry.load_update(action_json)
     update_id = registry.propose(app.state, app.config, update)
     shared = _share_module(app, update.module)
+    gossiped = _gossip_update(app, update)
     output.record(
-        {"update_id": update_id, "status": "pending: consensus will decide it", "module_in_dht": shared},
+        {
+            "update_id": update_id,
+            "status": "pending: consensus will decide it",
+            "module_in_dht": shared,
+            "gossiped": gossiped,
+        },
         as_json=app.json,
     )
+
+
+def _gossip_update(app: AppContext, update: Any) -> bool:  # a registry.SignedUpdate
+    """Queue the sudo-signed update on the registry topic: every validator holds it
+    pending, so whoever proposes next includes it."""
+    from platform_cli.p2p import outgoing, store
+
+    if store.running_node(app.state) is None:
+        return False
+    network = app.config.network
+    outgoing.queue_publish(app.state, network.network, network.sudo, "registry", update.envelope)
+    return True
 
 
 def _share_module(app: AppContext, module: bytes | None) -> bool:

@@ -61,7 +61,7 @@ from platform_cli.core.consensus.ports import (
 )
 from platform_cli.core.consensus.validators import ValidatorSet, ValidatorSetError
 from platform_cli.core.consensus.validity import Checker
-from platform_cli.core.registry import RegistryState
+from platform_cli.core.registry import UPDATE_KIND, RegistryState
 from platform_cli.errors import PlatformError
 from platform_cli.identity import Signer, verify_signature
 from platform_cli.p2p import outgoing
@@ -106,7 +106,7 @@ class ConsensusService:
     # ------------------------------------------------------------ lifecycle
 
     def _listen(self, topic: str, envelope: env.Envelope) -> None:
-        if envelope.kind not in gossip.TOPICS["consensus"].kinds:
+        if envelope.kind not in gossip.TOPICS["consensus"].kinds and envelope.kind != UPDATE_KIND:
             return
         try:
             self._send.send_nowait((topic, envelope))
@@ -226,6 +226,24 @@ class ConsensusService:
                 self._handle(self.machine.wake(now))
         elif envelope.kind == EVIDENCE:
             self._take_evidence(envelope)
+        elif envelope.kind == UPDATE_KIND:
+            self._take_update(envelope)
+
+    def _take_update(self, envelope: env.Envelope) -> None:
+        """A sudo-signed registry update gossiped by whoever proposed it: pending here too,
+        so that every proposer includes it (its module comes from the DHT when needed)."""
+        if self.state.execute(
+            "SELECT 1 FROM registry_updates WHERE update_id = ?", [envelope.message_id()]
+        ).fetchone():
+            return
+        try:
+            registry.propose(
+                self.state, self.config, registry.SignedUpdate(envelope, None), module_optional=True
+            )
+        except PlatformError as exc:
+            log.info("consensus.update_not_pending update=%s reason=%s", envelope.message_id()[:16], exc)
+            return
+        self._handle(self.machine.wake(now_ms()))
 
     def _take_evidence(self, envelope: env.Envelope) -> None:
         try:
