@@ -20,6 +20,35 @@ def consensus() -> None:
     """Tendermint consensus: the node's log, certificates, evidence, the fault simulator."""
 
 
+@consensus.command("run")
+@click.option("--listen", multiple=True, help="Multiaddr to listen on (repeatable) [default: p2p.listen].")
+@click.option("--bootstrap", multiple=True, help="Multiaddr of a peer to dial (repeatable).")
+@click.option("--key", "key_name", help="This validator's hotkey [default: weights.hotkey].")
+@click.option("--metrics", metavar="HOST:PORT", help="Serve Prometheus /metrics and /healthz here.")
+@pass_app
+def run(
+    app: AppContext,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    key_name: str | None,
+    metrics: str | None,
+) -> None:
+    """A node that takes part in consensus only: P2P, chain sync, consensus, until SIGINT/SIGTERM.
+
+    'platform up' runs the same services together with evaluations and the weights loop.
+    """
+    from platform_cli.commands.up import NO_CONFIG, validator_plan
+    from platform_cli.errors import PlatformError
+    from platform_cli.node.validator import run as run_node
+
+    if app.config.path is None:
+        raise PlatformError(NO_CONFIG.format(path=app.data_dir / "platform.toml"))
+    app.validate_config()
+    plan = validator_plan(app, listen, bootstrap, key_name, metrics, only_consensus=True)
+    app.serving()
+    run_node(plan, lambda line: click.echo(f"consensus: {line}", err=True))
+
+
 @consensus.command("status")
 @pass_app
 def status(app: AppContext) -> None:

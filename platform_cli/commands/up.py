@@ -67,15 +67,37 @@ def up(
     if config.path is None:
         raise PlatformError(NO_CONFIG.format(path=app.data_dir / "platform.toml"))
     app.validate_config()
+    from platform_cli.node.validator import run
+
+    plan = validator_plan(app, listen, bootstrap, key_name, metrics)
+    app.serving()
+    click.echo(
+        f"up: validator {plan.signer.ss58} on netuid {config.network.netuid}, data dir {app.data_dir}",
+        err=True,
+    )
+    run(plan, lambda line: click.echo(f"up: {line}", err=True))
+
+
+def validator_plan(
+    app: AppContext,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    key_name: str | None,
+    metrics: str | None,
+    *,
+    only_consensus: bool = False,
+):  # -> node.validator.ValidatorPlan
+    """Every setting and the key, checked before anything starts (also 'consensus run')."""
     from platform_cli.chain.settings import chain_settings, weight_settings
     from platform_cli.commands.trust import trusted_sudo
     from platform_cli.consensus.settings import consensus_settings
     from platform_cli.evaluation import default_jobs
     from platform_cli.identity import KeyStore
-    from platform_cli.node.validator import ValidatorPlan, run
+    from platform_cli.node.validator import ValidatorPlan
     from platform_cli.p2p.config import check_addrs, load_settings
     from platform_cli.state import integrity
 
+    config = app.config
     weights = weight_settings(config)
     key = key_name or weights.hotkey
     p2p = load_settings(config)
@@ -88,6 +110,11 @@ def up(
         from platform_cli.node.metrics import parse_address
 
         address = parse_address(metrics)
+    consensus = consensus_settings(config)
+    if only_consensus and not consensus.enabled:
+        raise PlatformError(
+            f"{config.path}: consensus is off: set [consensus] genesis_block (docs/consensus.md)"
+        )
     plan = ValidatorPlan(
         data_dir=app.data_dir,
         network=config.network,
@@ -96,15 +123,11 @@ def up(
         weights=weights,
         signer=KeyStore(app.data_dir).signer(key),
         config=config,
-        consensus=consensus_settings(config),
+        consensus=consensus,
         jobs=default_jobs(config),
         metrics=address,
+        only_consensus=only_consensus,
     )
     trusted_sudo(config.network, app.state, required=True)
     integrity.require_intact(app.state.conn, app.state.path, quick=True)
-    app.serving()
-    click.echo(
-        f"up: validator {plan.signer.ss58} on netuid {config.network.netuid}, data dir {app.data_dir}",
-        err=True,
-    )
-    run(plan, lambda line: click.echo(f"up: {line}", err=True))
+    return plan

@@ -47,17 +47,19 @@ class ValidatorPlan:
     consensus: ConsensusSettings = field(default_factory=ConsensusSettings)
     jobs: int = 1
     metrics: tuple[str, int] | None = None
+    only_consensus: bool = False
+    """``consensus run``: the P2P node, the chain service and consensus, nothing else."""
 
 
 def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
     from platform_cli.node.evaluator import EvaluationService
 
     p2p = services.P2PService(plan.data_dir, plan.p2p, plan.network)
-    composed: list[Service] = [
-        p2p,
-        services.chain_service(plan.data_dir, plan.chain, plan.network.netuid),
-        EvaluationService(plan.data_dir, plan.config, plan.signer, plan.jobs, p2p.fetch_content),
-    ]
+    composed: list[Service] = [p2p, services.chain_service(plan.data_dir, plan.chain, plan.network.netuid)]
+    if not plan.only_consensus:
+        composed.append(
+            EvaluationService(plan.data_dir, plan.config, plan.signer, plan.jobs, p2p.fetch_content)
+        )
     if plan.consensus.enabled:
         from platform_cli.consensus.service import ConsensusService
 
@@ -66,11 +68,17 @@ def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
                 plan.data_dir, plan.config, plan.signer, p2p, plan.consensus, plan.weights, plan.chain
             )
         )
-    composed.append(
-        services.weights_service(
-            plan.data_dir, plan.chain, plan.weights, plan.signer, plan.network.netuid, plan.consensus.enabled
+    if not plan.only_consensus:
+        composed.append(
+            services.weights_service(
+                plan.data_dir,
+                plan.chain,
+                plan.weights,
+                plan.signer,
+                plan.network.netuid,
+                plan.consensus.enabled,
+            )
         )
-    )
     return composed, p2p
 
 
