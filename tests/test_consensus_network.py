@@ -208,6 +208,11 @@ def test_a_second_process_with_a_validators_key_becomes_evidence_never_a_second_
 
         found = wait_for(evidence, WAIT_S, interval=1, what="evidence against validator-1's key")
         assert found[0]["messages"][0] != found[0]["messages"][1]
+
+        def refused_as_equivocator() -> bool:
+            return any(r["reason"] == "equivocator" for r in lines(dirs[0], "peer", "rejections"))
+
+        wait_for(refused_as_equivocator, 60, interval=1, what="validator-1's consensus messages refused")
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -101,6 +101,8 @@ class ConsensusService:
         self._listening = False
         self._outgoing: list[tuple[str, bytes]] = []
         self._catchup_from: int | None = None
+        self._suspended_under: str | None = None
+        """The validator set under which equivocators were suspended."""
         self.dropped = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -208,6 +210,7 @@ class ConsensusService:
                 self._handle(self.machine.on_timer(now))
             if trio.current_time() >= next_tick:
                 next_tick = trio.current_time() + TICK_S
+                self._lift_on_new_set()
                 self._fix_bundles()
                 self._handle(self.machine.wake(now_ms()))
             await self._flush()
@@ -252,6 +255,7 @@ class ConsensusService:
         except (ev.EvidenceError, ValueError) as exc:
             log.info("consensus.evidence_refused relayer=%s reason=%s", envelope.signer, exc)
             return
+        self._suspend(evidence.signer)
         if store_evidence(self.state, evidence):
             log.warning(
                 "consensus.evidence signer=%s slot=%s (relayed by %s)",
@@ -299,7 +303,22 @@ class ConsensusService:
                     out.reason,
                 )
 
+    def _suspend(self, signer: str) -> None:
+        """Gossip refuses the equivocator's consensus messages until the next validator set."""
+        self._suspended_under = self.machine.validators.set_id
+        node = self.p2p.node
+        if node is not None:
+            node.admission.suspend(signer)
+
+    def _lift_on_new_set(self) -> None:
+        node = self.p2p.node
+        if self._suspended_under is not None and self.machine.validators.set_id != self._suspended_under:
+            self._suspended_under = None
+            if node is not None:
+                node.admission.lift_suspensions()
+
     def _evidence(self, evidence: ev.Evidence) -> None:
+        self._suspend(evidence.signer)
         if not store_evidence(self.state, evidence):
             return
         log.warning("consensus.equivocation signer=%s slot=%s", evidence.signer, evidence.slot)

@@ -72,6 +72,9 @@ class Admission:
         """Called once with a peer whose standing reached the ban level (the node bans it)."""
         self.own_refusals: dict[bytes, str] = {}
         """Why our own publishes were refused (sha256 of the data -> reason), for the outbox."""
+        self.suspended: set[str] = set()
+        """Validators proven to equivocate: their consensus messages are refused until the
+        consensus service installs the next validator set (``lift_suspensions``)."""
         self.listeners: list[Callable[[str, env.Envelope], None]] = []
         """Called with (topic, envelope) of every message stored, in the node's process:
         services there (consensus) learn of it at once instead of polling the inbox."""
@@ -176,6 +179,9 @@ class Admission:
             return self.reject(topic, decision.reason, decision.detail, data, origin_peer, forwarder, via)
         envelope = decision.envelope
         assert envelope is not None
+        if envelope.signer in self.suspended and short == "consensus":
+            detail = f"{envelope.signer} equivocated: its consensus messages wait for the next validator set"
+            return self.reject(topic, "equivocator", detail, data, origin_peer, forwarder, via)
         if envelope.kind == gossip.ANNOUNCE_KIND:
             problem = gossip.check_announce(envelope, origin_peer)
             if problem:
@@ -199,6 +205,16 @@ class Admission:
             store.bind_hotkey(self.state, origin_peer, envelope.signer, addrs[0] if addrs else "")
             self._loaded_at = -1e9  # the binding may make a validator's peer known
         return STORED
+
+    def suspend(self, signer: str) -> None:
+        if signer not in self.suspended:
+            log.warning("suspended signer=%s: proven to equivocate", signer)
+            self.suspended.add(signer)
+
+    def lift_suspensions(self) -> None:
+        if self.suspended:
+            log.info("suspensions lifted signers=%s: a new validator set", sorted(self.suspended))
+            self.suspended.clear()
 
     def _window(self, signer: str, kind: str) -> BitWindow:
         return store.window(self.state, signer, kind)
