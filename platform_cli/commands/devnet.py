@@ -38,26 +38,42 @@ def devnet() -> None:
 @click.option(
     "--tempo", type=click.IntRange(10, 65535), default=30, show_default=True, help="Blocks per epoch."
 )
+@click.option(
+    "--byzantine",
+    type=click.IntRange(0, 1),
+    default=0,
+    show_default=True,
+    help="Faulty validators (the last ones): wrong scores, conflicting votes, garbage.",
+)
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), help=DIR_HELP)
 @pass_app
 def up(
-    app: AppContext, validators: int, miners: int, block_time_ms: int, tempo: int, directory: Path | None
+    app: AppContext,
+    validators: int,
+    miners: int,
+    block_time_ms: int,
+    tempo: int,
+    byzantine: int,
+    directory: Path | None,
 ) -> None:
     """Start the devnet in the background and return once every node is up.
 
     The devnet sudo's signed updates of the shipped challenges (sort, predict, compress)
-    are every validator's registry genesis; each miner submits one sample file, good or
-    bad. 'devnet status' shows the validators' weights as they land on the dev chain;
+    are proposed on every validator and activated through consensus; each miner submits
+    one sample file, good or bad. With --byzantine K the last K validators misbehave on
+    purpose; the honest ones must still agree. 'devnet status' shows the validators' weights as they land on the dev chain;
     'devnet down' stops everything. On an existing directory, continues that devnet.
     """
     from platform_cli.node import devnet as dn
 
     layout = _layout(app, directory)
-    settings = dn.Settings(validators, miners, block_time_ms, tempo, rate_limit=max(1, tempo // 3))
+    settings = dn.Settings(
+        validators, miners, block_time_ms, tempo, rate_limit=max(1, tempo // 3), byzantine=byzantine
+    )
     context = click.get_current_context()
     explicit = any(
         context.get_parameter_source(name) is ParameterSource.COMMANDLINE
-        for name in ("validators", "miners", "block_time_ms", "tempo")
+        for name in ("validators", "miners", "block_time_ms", "tempo", "byzantine")
     )
     began = time.monotonic()
     doc = dn.up(layout, settings, _say, explicit=explicit)

@@ -38,6 +38,12 @@ NO_CONFIG = (
     help="As 'platform --data-dir' (so 'nix run .#validator -- --data-dir D' works).",
 )
 @click.option("--config", "config_path", type=FILE, help="As 'platform --config'.")
+@click.option(
+    "--byzantine",
+    is_flag=True,
+    help="Embedded dev chain only: misbehave on purpose (wrong scores, conflicting votes, garbage) "
+    "to show the network tolerates it.",
+)
 @pass_app
 def up(
     app: AppContext,
@@ -47,6 +53,7 @@ def up(
     metrics: str | None,
     data_dir: Path | None,
     config_path: Path | None,
+    byzantine: bool,
 ) -> None:
     """Run a full validator until SIGINT/SIGTERM: P2P, chain sync, evaluations, weights.
 
@@ -69,7 +76,7 @@ def up(
     app.validate_config()
     from platform_cli.node.validator import run
 
-    plan = validator_plan(app, listen, bootstrap, key_name, metrics)
+    plan = validator_plan(app, listen, bootstrap, key_name, metrics, byzantine=byzantine)
     app.serving()
     click.echo(
         f"up: validator {plan.signer.ss58} on netuid {config.network.netuid}, data dir {app.data_dir}",
@@ -86,6 +93,7 @@ def validator_plan(
     metrics: str | None,
     *,
     only_consensus: bool = False,
+    byzantine: bool = False,
 ):  # -> node.validator.ValidatorPlan
     """Every setting and the key, checked before anything starts (also 'consensus run')."""
     from platform_cli.chain.settings import chain_settings, weight_settings
@@ -115,11 +123,14 @@ def validator_plan(
         raise PlatformError(
             f"{config.path}: consensus is off: set [consensus] genesis_block (docs/consensus.md)"
         )
+    chain = chain_settings(config, app.data_dir)
+    if byzantine and not chain.is_dev:
+        raise PlatformError('--byzantine runs only on the embedded dev chain ([chain] network = "dev")')
     plan = ValidatorPlan(
         data_dir=app.data_dir,
         network=config.network,
         p2p=p2p,
-        chain=chain_settings(config, app.data_dir),
+        chain=chain,
         weights=weights,
         signer=KeyStore(app.data_dir).signer(key),
         config=config,
@@ -127,6 +138,7 @@ def validator_plan(
         jobs=default_jobs(config),
         metrics=address,
         only_consensus=only_consensus,
+        byzantine=byzantine,
     )
     trusted_sudo(config.network, app.state, required=True)
     integrity.require_intact(app.state.conn, app.state.path, quick=True)

@@ -88,8 +88,11 @@ class ConsensusService:
         settings: ConsensusSettings,
         weights: WeightSettings,
         chain: ChainSettings,
+        *,
+        byzantine: bool = False,
     ) -> None:
         self.data_dir = data_dir
+        self.byzantine = byzantine
         self.config = config
         self.network = config.network
         self.signer = signer
@@ -284,6 +287,8 @@ class ConsensusService:
         for out in outputs:
             if isinstance(out, Broadcast):
                 self._publish(out.envelope.kind, out.envelope.to_wire())
+                if self.byzantine:
+                    self._equivocate(out.envelope)
             elif isinstance(out, Decided):
                 self._apply(out.commit)
             elif isinstance(out, Misbehaviour):
@@ -302,6 +307,17 @@ class ConsensusService:
                     out.value_id[:16],
                     out.reason,
                 )
+
+    def _equivocate(self, envelope: env.Envelope) -> None:
+        """Byzantine on purpose (devnet only): a second, conflicting vote at the same slot."""
+        from platform_cli.node.byzantine import conflicting_vote
+        from platform_cli.state.sequences import next_own_seq
+
+        now = now_ms()
+        seq = next_own_seq(self.state, self.signer.ss58, floor=now)
+        conflict = conflicting_vote(envelope, self.signer, seq, now)
+        if conflict is not None:
+            self._publish(conflict.kind, conflict.to_wire())
 
     def _suspend(self, signer: str) -> None:
         """Gossip refuses the equivocator's consensus messages until the next validator set."""

@@ -62,8 +62,15 @@ class Settings:
     block_time_ms: int = 500
     tempo: int = 30
     rate_limit: int = 10
+    byzantine: int = 0
+    """The last ``byzantine`` validators misbehave on purpose (``up --byzantine``)."""
 
     def check(self) -> None:
+        if not 0 <= self.byzantine <= (self.validators - 1) // 3:
+            raise PlatformError(
+                f"--byzantine {self.byzantine}: {self.validators} validators tolerate at most "
+                f"{(self.validators - 1) // 3} faulty ones"
+            )
         if not 1 <= self.validators <= WALLET_VALIDATORS:
             raise PlatformError(
                 f"-n {self.validators}: the devnet wallet holds validators 1..{WALLET_VALIDATORS}"
@@ -346,7 +353,13 @@ def up(layout: Layout, settings: Settings, say: Say, *, explicit: bool = True) -
         "started_ms": now_ms(),
         "settings": settings.__dict__,
         "validators": [
-            {"name": f"validator-{i}", "data_dir": str(layout.validator(i)), "pid": None, "metrics": None}
+            {
+                "name": f"validator-{i}",
+                "data_dir": str(layout.validator(i)),
+                "pid": None,
+                "metrics": None,
+                "byzantine": i >= settings.validators - settings.byzantine,
+            }
             for i in range(settings.validators)
         ],
         "miners": None,
@@ -359,7 +372,8 @@ def up(layout: Layout, settings: Settings, say: Say, *, explicit: bool = True) -
         data_dir = Path(entry["data_dir"])
         _set_bootstrap(layout, data_dir, [] if entry is doc["validators"][0] else bootstrap[:1])
         entry["metrics"] = entry["metrics"] or f"127.0.0.1:{_free_port()}"
-        proc = _spawn(data_dir, ["-v", "up", "--metrics", entry["metrics"]])
+        faulty = ["--byzantine"] if entry.get("byzantine") else []
+        proc = _spawn(data_dir, ["-v", "up", "--metrics", entry["metrics"], *faulty])
         entry["pid"] = proc.pid
         _write_manifest(layout, doc)  # before waiting: 'down' must find it whatever happens next
         started.append((entry, proc))
@@ -443,7 +457,7 @@ def status(layout: Layout) -> dict[str, Any]:
     doc = read_manifest(layout)
     if doc is None:
         raise PlatformError(f"no devnet in {layout.root}: 'platform devnet up' starts one")
-    rows = []
+    rows, confirmed_by = [], []
     for entry in doc["validators"]:
         data_dir = Path(entry["data_dir"])
         netuid = load_config(data_dir).network.netuid
@@ -452,11 +466,13 @@ def status(layout: Layout) -> dict[str, Any]:
             confirmed = state.execute(
                 "SELECT s.epoch, s.vector_hash, v.detail FROM weight_submissions s LEFT JOIN weight_vectors v "
                 "ON v.netuid = s.netuid AND v.mechid = s.mechid AND v.epoch = s.epoch "
-                "WHERE s.outcome = 'confirmed' ORDER BY s.epoch DESC LIMIT 1"
-            ).fetchone()
+                "WHERE s.outcome = 'confirmed' ORDER BY s.epoch DESC LIMIT 20"
+            ).fetchall()
+        newest = confirmed[0] if confirmed else None
         rows.append(
             {
                 "name": entry["name"],
+                "byzantine": entry.get("byzantine", False),
                 "running": report["node"]["running"],
                 "services_up": sum(s["state"] == "up" for s in report["services"]),
                 "services": len(report["services"]),
@@ -464,28 +480,29 @@ def status(layout: Layout) -> dict[str, Any]:
                 "epoch": report["chain"].get("epoch"),
                 "peers": report["peers"]["connected"],
                 "evaluations": report["evaluations"]["total"],
-                "weights_epoch": confirmed[0] if confirmed else None,
-                "weights_hash": confirmed[1] if confirmed else None,
-                "weights_scored": json.loads(confirmed[2]).get("scored")
-                if confirmed and confirmed[2]
-                else None,
+                "weights_epoch": newest[0] if newest else None,
+                "weights_hash": newest[1] if newest else None,
+                "weights_scored": json.loads(newest[2]).get("scored") if newest and newest[2] else None,
                 "metrics": entry.get("metrics"),
             }
         )
-    return {"root": doc["root"], "validators": rows, "agreement": agreement(rows)}
+        confirmed_by.append({epoch: digest for epoch, digest, _ in confirmed})
+    honest = [c for c, row in zip(confirmed_by, rows, strict=True) if not row["byzantine"]]
+    return {"root": doc["root"], "validators": rows, "agreement": agreement(honest)}
 
 
-def agreement(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Whether every validator's newest confirmed weights, for their common newest epoch, are one vector."""
-    epochs = [r["weights_epoch"] for r in rows]
-    if not rows or any(e is None for e in epochs):
-        return {
-            "weights_set_by_all": False,
-            "epoch": None,
-            "vector_hashes": sorted({r["weights_hash"] for r in rows if r["weights_hash"]}),
-        }
-    hashes = sorted({r["weights_hash"] for r in rows if r["weights_epoch"] == min(epochs)})
-    return {"weights_set_by_all": True, "epoch": min(epochs), "vector_hashes": hashes}
+def agreement(confirmed_by: list[dict[int, str]]) -> dict[str, Any]:
+    """The newest epoch whose weights every (honest) validator confirmed on the chain, and
+    the vectors they set for it (one hash when they agree)."""
+    common = set.intersection(*(set(c) for c in confirmed_by)) if confirmed_by else set()
+    if not common:
+        return {"weights_set_by_all": False, "epoch": None, "vector_hashes": []}
+    epoch = max(common)
+    return {
+        "weights_set_by_all": True,
+        "epoch": epoch,
+        "vector_hashes": sorted({c[epoch] for c in confirmed_by}),
+    }
 
 
 def down(layout: Layout, say: Say) -> list[str]:

@@ -100,6 +100,8 @@ class EvaluationService:
         jobs: int,
         fetch: Fetch,
         interval_s: float = PASS_INTERVAL_S,
+        *,
+        byzantine: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.config = config
@@ -107,6 +109,7 @@ class EvaluationService:
         self.jobs = jobs
         self.fetch = fetch
         self.interval_s = interval_s
+        self.byzantine = byzantine
         self._refused: set[Pending] = set()
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -176,10 +179,13 @@ class EvaluationService:
         runs = evaluation.execute(prepared, min(self.jobs, len(prepared)), self.data_dir)
         for item, ready, run in zip(items, prepared, runs, strict=True):
             eval_id = evaluation.record(state, ready, run, item.miner)
+            record = evaluation.show_evaluation(state, eval_id)
+            if self.byzantine:
+                from platform_cli.node.byzantine import wrong_score
+
+                record = {**record, "score": wrong_score(record["score"])}
             try:
-                (published,) = scores.publish(
-                    state, self.config, self.signer, [evaluation.show_evaluation(state, eval_id)]
-                )
+                (published,) = scores.publish(state, self.config, self.signer, [record])
             except PlatformError as exc:
                 log.warning("evaluations.not_published id=%d reason=%s", eval_id, exc)
                 continue

@@ -49,6 +49,8 @@ class ValidatorPlan:
     metrics: tuple[str, int] | None = None
     only_consensus: bool = False
     """``consensus run``: the P2P node, the chain service and consensus, nothing else."""
+    byzantine: bool = False
+    """Devnet only: misbehave on purpose (``node/byzantine.py``)."""
 
 
 def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
@@ -58,14 +60,28 @@ def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
     composed: list[Service] = [p2p, services.chain_service(plan.data_dir, plan.chain, plan.network.netuid)]
     if not plan.only_consensus:
         composed.append(
-            EvaluationService(plan.data_dir, plan.config, plan.signer, plan.jobs, p2p.fetch_content)
+            EvaluationService(
+                plan.data_dir,
+                plan.config,
+                plan.signer,
+                plan.jobs,
+                p2p.fetch_content,
+                byzantine=plan.byzantine,
+            )
         )
     if plan.consensus.enabled:
         from platform_cli.consensus.service import ConsensusService
 
         composed.append(
             ConsensusService(
-                plan.data_dir, plan.config, plan.signer, p2p, plan.consensus, plan.weights, plan.chain
+                plan.data_dir,
+                plan.config,
+                plan.signer,
+                p2p,
+                plan.consensus,
+                plan.weights,
+                plan.chain,
+                byzantine=plan.byzantine,
             )
         )
     if not plan.only_consensus:
@@ -79,6 +95,10 @@ def compose(plan: ValidatorPlan) -> tuple[list[Service], services.P2PService]:
                 plan.consensus.enabled,
             )
         )
+    if plan.byzantine:
+        from platform_cli.node.byzantine import GarbageService
+
+        composed.append(GarbageService(p2p))
     return composed, p2p
 
 
