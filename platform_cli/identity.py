@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
+import logging
 import os
 import re
 import secrets
@@ -25,6 +27,8 @@ from typing import Any
 
 from platform_cli import files
 from platform_cli.errors import PlatformError, UsageError
+
+log = logging.getLogger("platform.keys")
 
 SCHEMES = ("sr25519", "ed25519")
 KEY_FILE_MAX_BYTES = 64 * 1024
@@ -109,6 +113,19 @@ def _ed25519_from_seed(seed_hex: str) -> Any:
     return SigningKey(bytes.fromhex(seed_hex))
 
 
+_TMP_RE = re.compile(r"^\.(?P<name>.+\.json)\.[0-9a-f]{16}\.tmp$")
+"""The temporary name of a key file being written (see :meth:`KeyStore._link_new`)."""
+
+
+def _same_file(root: int, first: str, second: str) -> bool:
+    try:
+        a = os.stat(first, dir_fd=root, follow_symlinks=False)
+        b = os.stat(second, dir_fd=root, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 class KeyStore:
     """Key files under ``<data-dir>/keys``, handled as ssh handles ``~/.ssh``.
 
@@ -118,6 +135,11 @@ class KeyStore:
     temporary file of a unique name (``O_EXCL | O_NOFOLLOW``, mode 0600), fsynced, then
     hard-linked to ``NAME.json``, which fails if the name exists: of several processes
     creating one name, exactly one wins and its file holds the key it reports.
+
+    The temporary name stays until the audit entry is committed, and writers hold an
+    exclusive ``flock`` on the directory, so a writer killed part-way leaves a trace the
+    next writer resolves under the same lock: a key linked but never recorded is removed
+    (both or neither), a recorded one kept, and the temporary name goes either way.
     """
 
     def __init__(self, data_dir: Path) -> None:
@@ -129,7 +151,11 @@ class KeyStore:
         return self.root / f"{name}.json"
 
     def new(
-        self, name: str, scheme: str, record: Callable[[PublicIdentity], None] | None = None
+        self,
+        name: str,
+        scheme: str,
+        record: Callable[[PublicIdentity], None] | None = None,
+        recorded: Callable[[str], bool] | None = None,
     ) -> PublicIdentity:
         """Generate a key; ``record`` (the audit entry) runs once the file is in place.
 
@@ -151,7 +177,7 @@ class KeyStore:
             ss58 = bittensor_core.ss58_encode(bytes(key.verify_key))
         else:
             raise UsageError(f"scheme {scheme!r} is not one of {', '.join(SCHEMES)}")
-        return self._write(PublicIdentity(name, scheme, ss58, "generated"), secret, record)
+        return self._write(PublicIdentity(name, scheme, ss58, "generated"), secret, record, recorded)
 
     def import_wallet(
         self,
@@ -160,6 +186,7 @@ class KeyStore:
         hotkey: str,
         wallet_path: str | None,
         record: Callable[[PublicIdentity], None] | None = None,
+        recorded: Callable[[str], bool] | None = None,
     ) -> PublicIdentity:
         """Copy a Bittensor wallet hotkey (found and, if encrypted, unlocked by the SDK)."""
         self.path(name)
@@ -184,7 +211,10 @@ class KeyStore:
             raise PlatformError(f"{where} is ed25519; import supports sr25519 hotkeys")
         secret = {"keyfile": bittensor_core.serialized_keypair_to_keyfile_data(keypair).decode()}
         return self._write(
-            PublicIdentity(name, scheme, keypair.ss58_address, f"wallet:{wallet}/{hotkey}"), secret, record
+            PublicIdentity(name, scheme, keypair.ss58_address, f"wallet:{wallet}/{hotkey}"),
+            secret,
+            record,
+            recorded,
         )
 
     def _write(
@@ -192,25 +222,55 @@ class KeyStore:
         identity: PublicIdentity,
         secret: dict[str, str],
         record: Callable[[PublicIdentity], None] | None,
+        recorded: Callable[[str], bool] | None,
     ) -> PublicIdentity:
+        """Write the key, then ``record`` it; ``recorded(ss58)`` tells whether a key a killed
+        writer left behind was recorded (see the class docstring)."""
         path = self.path(identity.name)
         document = json.dumps({**identity.to_json(), "secret": secret}, indent=2).encode()
         root = self._create_root()
         try:
-            self._link_new(root, path, document)
+            fcntl.flock(root, fcntl.LOCK_EX)  # released by close, or by the kernel on a kill
+            self._recover(root, recorded)
+            tmp = self._link_new(root, path, document)
             try:
                 if record is not None:
                     record(identity)
             except BaseException:
                 os.unlink(path.name, dir_fd=root)
-                os.fsync(root)
                 raise
+            finally:
+                os.unlink(tmp, dir_fd=root)
+                os.fsync(root)
         finally:
             os.close(root)
         return identity
 
-    def _link_new(self, root: int, path: Path, document: bytes) -> None:
-        """Create ``path`` (in the directory ``root``) holding ``document``, never replacing a file."""
+    def _recover(self, root: int, recorded: Callable[[str], bool] | None) -> None:
+        """Resolve what writers killed part-way left (called with the directory locked)."""
+        for entry in os.listdir(root):
+            match = _TMP_RE.match(entry)
+            if match is None:
+                continue
+            linked = _same_file(root, entry, match["name"])
+            if linked and recorded is not None:
+                try:
+                    ss58 = json.loads(
+                        files.read_regular(
+                            entry, KEY_FILE_MAX_BYTES, "key file", dir_fd=root, shown=self.root / entry
+                        )[0]
+                    )["ss58"]
+                except (PlatformError, ValueError, KeyError, TypeError):
+                    ss58 = None
+                if ss58 is None or not recorded(ss58):
+                    log.warning("keys.recover removed=%s reason=never recorded", match["name"])
+                    os.unlink(match["name"], dir_fd=root)
+            os.unlink(entry, dir_fd=root)
+            os.fsync(root)
+
+    def _link_new(self, root: int, path: Path, document: bytes) -> str:
+        """Create ``path`` (in the directory ``root``) holding ``document``, never replacing a
+        file; returns the temporary name, still linked, for the caller to remove."""
         tmp = f".{path.name}.{secrets.token_hex(8)}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -228,9 +288,11 @@ class KeyStore:
                 os.link(tmp, path.name, src_dir_fd=root, dst_dir_fd=root, follow_symlinks=False)
             except FileExistsError:
                 raise PlatformError(f"key {path.stem!r} already exists at {path}") from None
-        finally:
+            os.fsync(root)
+        except BaseException:
             os.unlink(tmp, dir_fd=root)
-        os.fsync(root)
+            raise
+        return tmp
 
     def _create_root(self) -> int:
         """A descriptor of ``keys/``, created (mode 0700) if absent; checked as :meth:`_open_root`."""

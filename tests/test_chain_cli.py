@@ -74,7 +74,7 @@ def test_bad_seed_is_a_clear_error(run: Run, tmp_path: Path) -> None:
         f'{{"netuid": 1, "owner": {owner}, "hyperparameters": {{}}, "neurons": [{{"hotkey": 5}}]}}'
     )
     result = run("chain", "dev", "init", "--seed", str(seed))
-    assert result.exit_code == 1 and "neurons[0]: hotkey = 5 must be a str" in result.stderr
+    assert result.exit_code == 1 and "neurons[0]: hotkey = 5 must be a string" in result.stderr
     neuron = {**SEED["neurons"][1], "stake_tao": 10**20}
     seed.write_text(
         json.dumps({"netuid": 1, "owner": SEED["owner"], "hyperparameters": {}, "neurons": [neuron]})

@@ -28,7 +28,8 @@ from platform_cli.state import open_state
 from tests.chain_helpers import FAULTS, NETUID, DevRelay, Endpoint, RemoteSubstrate, Run, import_args, ok
 
 TIMEOUT_S, RETRIES = 1, 2
-STARTUP_SLACK_S = 25  # a CLI process starting on a loaded 2-core machine
+# a CLI process starting on a 2-core machine at load 10 (28.9 s seen for a 3.75 s budget)
+STARTUP_SLACK_S = 60
 
 
 @pytest.fixture(params=FAULTS)

@@ -65,12 +65,12 @@ def test_hostile_seed_files_are_one_error_line_and_build_nothing(
 
 
 INVALID: list[tuple[dict[str, object], str]] = [
-    (seed_with(hyperparameters={"Tempo": "x"}), "hyperparameters: Tempo = 'x' must be a int"),
+    (seed_with(hyperparameters={"Tempo": "x"}), "hyperparameters: Tempo = 'x' must be an integer"),
     (seed_with(hyperparameters={"Tempo": 0}), "hyperparameters: Tempo = 0 must be in 1..65535"),
     (seed_with(hyperparameters={"MaxWeightsLimit": 70000}), "MaxWeightsLimit = 70000 must be in 0..65535"),
     (
         seed_with(hyperparameters={"CommitRevealWeightsEnabled": 1}),
-        "CommitRevealWeightsEnabled = 1 must be a bool",
+        "CommitRevealWeightsEnabled = 1 must be a boolean",
     ),
     (seed_with(hyperparameters={"Speed": 1}), "'Speed' is not a dev chain hyperparameter"),
     (
@@ -81,13 +81,14 @@ INVALID: list[tuple[dict[str, object], str]] = [
         seed_with(neurons=[neuron(hotkey="not-an-address")]),
         "neurons[0]: hotkey = 'not-an-address' is not an ss58",
     ),
-    (seed_with(neurons=[neuron(coldkey=7)]), "neurons[0]: coldkey = 7 must be a str"),
+    (seed_with(neurons=[neuron(coldkey=7)]), "neurons[0]: coldkey = 7 must be a string"),
     (seed_with(neurons=[neuron(), neuron()]), "neurons[1]: hotkey 5"),
     (seed_with(neurons=[neuron(stake_tao=-1)]), "neurons[0]: stake_tao = -1 must be in 0..21000000"),
     (
         seed_with(owner={"hotkey": "x", "coldkey": SEED["owner"]["coldkey"]}),
         "owner: hotkey = 'x' is not an ss58",
     ),
+    ({"netuid": 1}, "owner is missing (it must be a JSON object)"),
     (seed_with(netuid=0), "netuid = 0 must be in 1..4095"),
     (seed_with(netuid=4096), "netuid = 4096 must be in 1..4095"),
     (seed_with(start_block=2**32), "start_block = 4294967296 must be in"),

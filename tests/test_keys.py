@@ -153,6 +153,53 @@ def test_a_key_that_cannot_be_audited_is_not_kept(data_dir: Path, run) -> None:
     assert sorted(os.listdir(data_dir / "keys")) == ["first.json"]
 
 
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from platform_cli.commands.keys import KEY_ACTIONS
+from platform_cli.identity import KeyStore
+from platform_cli.state import audit, open_state
+
+data_dir, moment = Path(sys.argv[1]), sys.argv[2]
+with open_state(data_dir) as state:
+    def record(made):
+        if moment == "after":
+            audit.append(state, made.ss58, "keys.new", made.to_json())
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    KeyStore(data_dir).new("killed", "sr25519", record, lambda ss58: audit.has_action(state, ss58, KEY_ACTIONS))
+"""
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_a_writer_killed_around_its_audit_entry_leaves_both_or_neither(data_dir: Path, moment: str) -> None:
+    """SIGKILL between the key file and its audit entry (or just after the entry): the next
+    writer removes the unrecorded key, keeps the recorded one, and no temporary file stays."""
+    from tests.hostile import REPO, platform
+
+    assert platform(data_dir, "keys", "new", "--name", "first").returncode == 0
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(data_dir), moment],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert any(name.startswith(".killed.json.") for name in os.listdir(data_dir / "keys"))
+    assert platform(data_dir, "keys", "new", "--name", "next").returncode == 0
+    names = sorted(os.listdir(data_dir / "keys"))
+    audited = {entry["name"] for entry in _audited(data_dir)}
+    if moment == "before":
+        assert names == ["first.json", "next.json"] and audited == {"first", "next"}
+    else:
+        assert names == ["first.json", "killed.json", "next.json"] and audited == {"first", "killed", "next"}
+        assert (
+            KeyStore(data_dir).signer("killed").ss58
+            == json.loads((data_dir / "keys" / "killed.json").read_text())["ss58"]
+        )
+
+
 @pytest.mark.parametrize("problem", ["symlink", "group-writable", "other-writable", "foreign-owner"])
 def test_an_unsafe_keys_directory_is_refused(run, data_dir: Path, tmp_path: Path, problem: str) -> None:
     """As ssh refuses ~/.ssh: a keys/ that someone else could change is never used."""

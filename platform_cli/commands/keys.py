@@ -19,6 +19,10 @@ def keys() -> None:
     """Create, import and show identities (secrets stay in <data-dir>/keys, mode 0600)."""
 
 
+KEY_ACTIONS = ("keys.new", "keys.import")
+"""The audit actions that record a key file."""
+
+
 @keys.command("new")
 @click.option("--name", required=True, help="Local name of the key.")
 @click.option("--scheme", type=click.Choice(SCHEMES), default="sr25519", show_default=True)
@@ -27,7 +31,10 @@ def new(app: AppContext, name: str, scheme: str) -> None:
     """Generate a new key (recorded in the audit log; a key that cannot be recorded is not kept)."""
     state = app.state
     identity = KeyStore(app.data_dir).new(
-        name, scheme, record=lambda made: audit.append(state, made.ss58, "keys.new", made.to_json())
+        name,
+        scheme,
+        record=lambda made: audit.append(state, made.ss58, "keys.new", made.to_json()),
+        recorded=lambda ss58: audit.has_action(state, ss58, KEY_ACTIONS),
     )
     output.record(identity.to_json(), as_json=app.json)
 
@@ -47,6 +54,7 @@ def import_(app: AppContext, name: str, wallet: str, hotkey: str, wallet_path: s
         hotkey,
         wallet_path,
         record=lambda made: audit.append(state, made.ss58, "keys.import", made.to_json()),
+        recorded=lambda ss58: audit.has_action(state, ss58, KEY_ACTIONS),
     )
     output.record(identity.to_json(), as_json=app.json)
 

@@ -44,6 +44,13 @@ def append(state: State, actor: str, action: str, detail: dict[str, Any]) -> Aud
     return entry
 
 
+def has_action(state: State, actor: str, actions: tuple[str, ...]) -> bool:
+    """Whether ``actor`` has an entry with one of ``actions``."""
+    marks = ", ".join("?" for _ in actions)
+    sql = f"SELECT 1 FROM audit_log WHERE actor = ? AND action IN ({marks}) LIMIT 1"
+    return state.execute(sql, [actor, *actions]).fetchone() is not None
+
+
 def entries(state: State, last: int | None = None) -> Iterator[AuditEntry]:
     """Entries in chain order; only the newest ``last`` when given."""
     sql = "SELECT seq, ts_ms, actor, action, detail, prev_hash, hash FROM audit_log ORDER BY seq"

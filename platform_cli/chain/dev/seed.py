@@ -40,10 +40,21 @@ HYPERPARAMETER_RANGES: dict[str, tuple[type, int, int]] = {
 CONSENSUS_MODES = ("Yuma", "Null")
 
 
+_KIND_NAMES = {
+    int: "an integer",
+    str: "a string",
+    dict: "a JSON object",
+    list: "a JSON list",
+    bool: "a boolean",
+}
+
+
 def _field(doc: dict[str, Any], key: str, kind: type, where: str) -> Any:
-    value = doc.get(key)
+    if key not in doc:
+        raise PlatformError(f"{where}: {key} is missing (it must be {_KIND_NAMES[kind]})")
+    value = doc[key]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise PlatformError(f"{where}: {key} = {value!r} must be a {kind.__name__}")
+        raise PlatformError(f"{where}: {key} = {value!r} must be {_KIND_NAMES[kind]}")
     return value
 
 
