@@ -109,15 +109,16 @@ class Layout:
 # ---------------------------------------------------------------- the manifest
 
 
+MANIFEST_MAX_BYTES = 1024 * 1024
+
+
 def read_manifest(layout: Layout) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(layout.manifest.read_text())
-    except FileNotFoundError:
+    """The devnet's manifest (a bounded, regular file), or None where there is none."""
+    from platform_cli.files import read_json
+
+    if not layout.manifest.exists() and not layout.manifest.is_symlink():
         return None
-    except (OSError, ValueError) as exc:
-        raise PlatformError(
-            f"{layout.manifest} is unreadable ({exc}): remove it and run 'devnet up' again"
-        ) from None
+    doc = read_json(layout.manifest, "devnet manifest", MANIFEST_MAX_BYTES)
     if not isinstance(doc, dict) or doc.get("version") != MANIFEST_VERSION:
         raise PlatformError(f"{layout.manifest} is not a devnet manifest of version {MANIFEST_VERSION}")
     return doc
