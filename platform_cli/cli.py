@@ -28,6 +28,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
     ),
     "audit": ("platform_cli.commands.audit", "audit", "Inspect and verify the audit log."),
     "eval": ("platform_cli.commands.eval", "eval_", "WASM evaluations: run, replay, list, conformance."),
+    "monitor": ("platform_cli.commands.monitor", "monitor", "Watch a node or a devnet live (Textual TUI)."),
     "peer": ("platform_cli.commands.peer", "peer", "The libp2p host: run it, list/connect peers, publish."),
     "devnet": (
         "platform_cli.commands.devnet",

@@ -1,0 +1,1 @@
+"""``platform monitor``: the Textual TUI watching a node's (or a devnet's) state."""
