@@ -264,6 +264,7 @@ NOT_FILES = {
     ("consensus run", "bootstrap"): "an address",
     ("consensus run", "key_name"): "long-running: its key is read as in peer run --key (same loader)",
     ("consensus run", "metrics"): "HOST:PORT",
+    ("monitor", "devnet_dir"): "a devnet directory: devnet.json is read bounded by its JSON reader",
     ("devnet up", "directory"): "a directory the devnet creates (its files are written, not read)",
     ("devnet status", "directory"): "a devnet directory: devnet.json is read bounded by its JSON reader",
     ("devnet logs", "directory"): "a devnet directory",
