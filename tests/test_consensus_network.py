@@ -1,8 +1,8 @@
 """Consensus between real validator processes (a devnet of 4 on 127.0.0.1).
 
 Twenty sudo-signed registry updates proposed at one validator commit in order on all;
-a validator killed with SIGKILL leaves the others committing (its proposer turns time
-out: a view change) and, restarted, catches up through sync; one paused with SIGSTOP
+the leader of the round being decided, killed with SIGKILL, leaves the others committing
+(the round times out: a view change) and, restarted, catches up through sync; one paused with SIGSTOP
 beyond the round timeout rejoins; every certificate of a log verifies offline, and one
 with a signature removed or altered does not, saying why.
 """
@@ -70,6 +70,26 @@ def signed_updates(tmp_path: Path, sudo_dir: Path, count: int = UPDATES) -> list
     return paths
 
 
+def hotkey_of(data_dir: Path) -> str:
+    return lines(data_dir, "keys", "show", "validator")[0]["ss58"]
+
+
+def leading(data_dir: Path) -> str | None:
+    """The proposer of the round ``data_dir``'s validator is in (the devnet's set is the same
+    every epoch: its members in hotkey order, rotating with height + round)."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data_dir / 'state.db'}?mode=ro", uri=True) as conn:
+        at = conn.execute("SELECT height, round FROM consensus_resume").fetchone()
+        members = sorted(
+            hotkey
+            for (hotkey,) in conn.execute(
+                "SELECT hotkey FROM metagraph_neurons WHERE block = 1000 AND validator_permit = 1 AND stake_rao > 0"
+            )
+        )
+    return members[(at[0] + at[1]) % len(members)] if at and members else None
+
+
 @pytest.fixture
 def devnet(tmp_path: Path) -> Any:
     root = tmp_path / "devnet"
@@ -103,14 +123,21 @@ def test_registry_updates_commit_in_order_through_kills_and_pauses(tmp_path: Pat
     dirs = [Path(v["data_dir"]) for v in manifest["validators"]]
     updates = signed_updates(tmp_path, tmp_path / "sudo")
 
-    # validator-3 (12% of the stake: the others keep a quorum) is killed; its turns as
-    # proposer time out and the next round's proposer takes over.
+    def propose(batch: list[Path]) -> list[str]:
+        return [json.loads(ok("--data-dir", str(dirs[0]), "--json", "consensus", "propose", str(u)))["update_id"]
+                for u in batch]  # fmt: skip
+
+    # validator-3 (12% of the stake: the others keep a quorum) is killed while it leads the
+    # round being decided: the round times out and the next round's proposer takes over.
+    ids = propose(updates[: UPDATES // 2])
     victim = manifest["validators"][3]
+    wait_for(
+        lambda: leading(dirs[0]) == hotkey_of(dirs[3]), WAIT_S, interval=0.02, what="validator-3 to lead"
+    )
     killed_at = len(log_of(dirs[0]))
     os.kill(victim["pid"], signal.SIGKILL)
     wait_for(lambda: not pid_alive(victim["pid"]), 10, what="validator-3 to be gone")
-    ids = [json.loads(ok("--data-dir", str(dirs[0]), "--json", "consensus", "propose", str(u)))["update_id"]
-           for u in updates]  # fmt: skip
+    ids += propose(updates[UPDATES // 2 :])
 
     def all_applied(data_dir: Path) -> bool:
         rows = lines(data_dir, "registry", "history")
