@@ -100,6 +100,26 @@ def test_edited_entry_is_detected(chained: Path) -> None:
     assert problem == "entry 3 was altered (its hash does not match its content)"
 
 
+def test_edited_newest_entry_is_detected(chained: Path) -> None:
+    problem = tamper(chained, "UPDATE audit_log SET detail = '{\"index\":99}' WHERE seq = 5")
+    assert problem == "entry 5 was altered (its hash does not match its content)"
+
+
+def test_newest_entry_rewritten_with_a_correctly_linked_hash_is_caught_by_the_head(chained: Path) -> None:
+    from platform_cli.core.audit import entry_hash
+
+    conn = sqlite3.connect(chained)
+    ts_ms, actor, action, prev_hash = conn.execute(
+        "SELECT ts_ms, actor, action, prev_hash FROM audit_log WHERE seq = 5"
+    ).fetchone()
+    conn.close()
+    forged = entry_hash(5, ts_ms, actor, action, {"index": 99}, prev_hash)
+    problem = tamper(
+        chained, f"UPDATE audit_log SET detail = '{{\"index\":99}}', hash = '{forged}' WHERE seq = 5"
+    )
+    assert problem == "entry 5 does not match the chain head: it was rewritten"
+
+
 def test_edited_actor_is_detected(chained: Path) -> None:
     assert "entry 2 was altered" in tamper(chained, "UPDATE audit_log SET actor = 'someone' WHERE seq = 2")
 
