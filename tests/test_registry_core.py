@@ -166,6 +166,25 @@ def test_semver_precedence() -> None:
     assert str(SemVer.parse("1.2.3-rc.1")) == "1.2.3-rc.1"
 
 
+def test_transition_table_is_exactly_the_documented_transitions() -> None:
+    assert dict(TRANSITIONS) == {
+        (Lifecycle.DRAFT, Event.ACTIVATE): Lifecycle.ACTIVE,
+        (Lifecycle.ACTIVE, Event.SUPERSEDE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.DEPRECATE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.RETIRE): Lifecycle.RETIRED,
+        (Lifecycle.DEPRECATED, Event.RETIRE): Lifecycle.RETIRED,
+    }
+
+
+def test_versions_are_ordered_numerically_not_as_text() -> None:
+    registry = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec("1.9.0")))
+    registry = apply_update(registry, RegistryUpdate(Action.UPDATE, spec("1.10.0")))
+    assert registry.active("hello").spec.version == "1.10.0"
+    backwards = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec("1.10.0")))
+    with pytest.raises(RegistryError, match="1.9.0 of 'hello' is not greater than 1.10.0"):
+        apply_update(backwards, RegistryUpdate(Action.UPDATE, spec("1.9.0")))
+
+
 def test_transition_table_is_the_documented_lifecycle() -> None:
     assert transition(Lifecycle.DRAFT, Event.ACTIVATE) is Lifecycle.ACTIVE
     assert transition(Lifecycle.ACTIVE, Event.DEPRECATE) is Lifecycle.DEPRECATED
@@ -215,6 +234,10 @@ def test_emergency_retire_of_an_active_version() -> None:
         (
             [(Action.ADD, "1.0.0"), (Action.RETIRE, "1.0.0"), (Action.DEPRECATE, "1.0.0")],
             "cannot deprecate a retired",
+        ),
+        (
+            [(Action.ADD, "1.0.0"), (Action.DEPRECATE, "1.0.0"), (Action.DEPRECATE, "1.0.0")],
+            "cannot deprecate a deprecated version",
         ),
     ],
 )
