@@ -181,7 +181,7 @@ def test_versions_are_ordered_numerically_not_as_text() -> None:
     registry = apply_update(registry, RegistryUpdate(Action.UPDATE, spec("1.10.0")))
     assert registry.active("hello").spec.version == "1.10.0"
     backwards = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec("1.10.0")))
-    with pytest.raises(RegistryError, match="1.9.0 of 'hello' is not greater than 1.10.0"):
+    with pytest.raises(RegistryError, match=r"1\.9\.0 of 'hello' is not greater than 1\.10\.0"):
         apply_update(backwards, RegistryUpdate(Action.UPDATE, spec("1.9.0")))
 
 
