@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import tomllib
 
@@ -96,6 +97,12 @@ def _results(workdir: Path) -> dict[str, int | None]:
     return codes
 
 
+def _mutmut(command: list[str], workdir: Path, out: TextIO, name: str) -> None:
+    done = subprocess.run(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"error: mutmut failed on {name} (exit {done.returncode}); see {out.name}")
+
+
 def run_module(name: str, module: dict, equivalent: dict[str, str]) -> Score:
     workdir = SCRATCH / name
     workdir.mkdir(parents=True, exist_ok=True)
@@ -104,12 +111,15 @@ def run_module(name: str, module: dict, equivalent: dict[str, str]) -> Score:
     started = time.monotonic()
     mutmut = Path(sys.executable).with_name("mutmut")
     log = workdir / "mutmut.log"
+    command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", "1"]
     with log.open("w") as out:
-        command = ["nice", "-n", "10", str(mutmut), "run", "--max-children", "1"]
-        done = subprocess.run(command, cwd=workdir, stdout=out, stderr=subprocess.STDOUT)
+        _mutmut(command, workdir, out, name)
+        # mutmut skips mutants it checked before: survivors are re-checked by name, so a
+        # new test gets its chance to kill them.
+        survivors = [k for k, code in _results(workdir).items() if code not in KILLED]
+        if survivors:
+            _mutmut([*command, *survivors], workdir, out, name)
     seconds = time.monotonic() - started
-    if done.returncode != 0:
-        raise SystemExit(f"error: mutmut failed on {name} (exit {done.returncode}); see {log}")
     codes = _results(workdir)
     killed = sum(1 for code in codes.values() if code in KILLED)
     survivors = tuple(sorted(k for k, code in codes.items() if code not in KILLED and k not in equivalent))
