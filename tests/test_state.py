@@ -120,6 +120,13 @@ def test_newest_entry_rewritten_with_a_correctly_linked_hash_is_caught_by_the_he
     assert problem == "entry 5 does not match the chain head: it was rewritten"
 
 
+def test_a_detail_that_is_not_json_is_shown_as_stored_and_reported_altered(chained: Path) -> None:
+    problem = tamper(chained, "UPDATE audit_log SET detail = 'not json' WHERE seq = 2")
+    assert problem == "entry 2 was altered (its hash does not match its content)"
+    with open_state(chained.parent) as state:
+        assert [e.detail for e in audit.entries(state)][1] == "not json"
+
+
 def test_edited_actor_is_detected(chained: Path) -> None:
     assert "entry 2 was altered" in tamper(chained, "UPDATE audit_log SET actor = 'someone' WHERE seq = 2")
 
