@@ -107,6 +107,15 @@ def test_the_sequence_at_the_window_edge_is_refused_though_pruned_from_the_seen_
     check(make(signer, seq=13), window=window)
 
 
+def test_windows_prune_what_falls_out_and_refuse_replays() -> None:
+    from platform_cli.core.replay import BitWindow
+
+    assert SequenceWindow(size=8).accept(12).accept(20).seen == frozenset({20})
+    with pytest.raises(ValueError, match=r"^already seen \(replay\)$"):
+        BitWindow(size=8).accept(5).accept(5)
+    assert BitWindow.from_bytes(10, b"\xff\xff", size=8).bits == 0xFF
+
+
 def test_file_form_body_outside_the_canonical_model_is_refused_at_parse_time(signer: Signer) -> None:
     doc = make(signer).to_file_json()
     nested: object = 1
