@@ -21,6 +21,7 @@ from platform_cli.core.challenge import (
     version_key,
 )
 from platform_cli.core.registry import (
+    MAX_BLOCK,
     TRANSITIONS,
     UPDATE_KIND,
     Action,
@@ -425,4 +426,48 @@ def test_no_update_sequence_ever_takes_a_mechanism_over_budget(steps: list[tuple
         assert all(total <= PPM for total in per_mechanism.values()), (at, per_mechanism)
     assert [t.effective_block for t in registry.history] == sorted(
         t.effective_block for t in registry.history
+    )
+
+
+def with_body(body: object, kind: str = UPDATE_KIND, signer: str = DEVNET_SUDO) -> env.Envelope:
+    return env.seal(
+        network=env.Network(100, "platform-devnet"),
+        kind=kind,
+        signer=signer,
+        scheme="sr25519",
+        seq=1,
+        ts_ms=1,
+        body=body,
+        sign=lambda payload: b"\x00" * 64,
+    )
+
+
+@pytest.mark.parametrize(
+    ("envelope", "message"),
+    [
+        (with_body({}, kind="registry.vote"), "kind 'registry.vote' is not 'registry.update'"),
+        (with_body(["action", "challenge"]), "update body must have exactly 'action' and 'challenge'"),
+        (with_body({"action": "add"}), "update body must have exactly 'action' and 'challenge'"),
+        (with_body({"action": "grow", "challenge": {}}), "unknown action 'grow'"),
+        (with_body({"action": "add", "challenge": {}}), "challenge metadata: "),
+        (
+            with_body({}, signer="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"),
+            f"signed by 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY, not by the sudo owner {DEVNET_SUDO}",
+        ),
+    ],
+)
+def test_an_update_that_cannot_be_read_is_refused_saying_why(envelope: env.Envelope, message: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        apply(RegistryState(), envelope, DEVNET_SUDO, effective_block=1)
+    assert str(info.value).startswith(message)
+
+
+def test_the_effective_block_range_includes_its_bounds_and_never_goes_back() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.0.0"), MAX_BLOCK)
+    assert registry.last_effective_block == MAX_BLOCK
+    with pytest.raises(RegistryError) as info:
+        commit(registry, Action.UPDATE, spec("1.1.0"), MAX_BLOCK - 1)
+    assert str(info.value) == (
+        f"effective block {MAX_BLOCK - 1} is before block {MAX_BLOCK}, "
+        "where the previous committed update takes effect"
     )
