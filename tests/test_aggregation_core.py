@@ -73,6 +73,27 @@ def test_emission_shares_and_burn_to_owner() -> None:
     assert result.burned == 200_000_000
 
 
+def test_an_uneven_split_gives_the_burn_uid_exactly_the_dust() -> None:
+    shares = [ChallengeShare("a", 1_000_000)]
+    rs = reports("a", {"v1": {"m1": 1, "m2": 1, "m3": 1}})
+    result = aggregate(rs, STAKES, shares, UIDS, burn_uid=0)
+    third = UNITS // 3
+    assert result.weights == {0: UNITS - 3 * third, 1: third, 2: third, 3: third}
+    assert result.burned == 1 and sum(result.weights.values()) == UNITS
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, SCORE_MAX), min_size=1, max_size=3), st.integers(1, 1_000_000))
+def test_miners_never_get_more_than_the_budget_and_the_burn_uid_the_rest(
+    miner_scores: list[int], ppm: int
+) -> None:
+    table = {"v1": {f"m{index + 1}": score for index, score in enumerate(miner_scores)}}
+    result = aggregate(reports("a", table), STAKES, [ChallengeShare("a", ppm)], UIDS, burn_uid=0)
+    earned = sum(weight for uid, weight in result.weights.items() if uid != 0)
+    assert earned <= ppm * (UNITS // 1_000_000)
+    assert result.weights.get(0, 0) == result.burned == UNITS - earned
+
+
 def test_withheld_dropped_and_outsiders() -> None:
     shares = [ChallengeShare("a", 1_000_000, 2)]
     rs = reports("a", {"v1": {"m1": 10, "m2": 10, "gone": 10}, "v2": {"m1": 10, "gone": 10}})

@@ -358,6 +358,25 @@ def test_loop_after_a_crash_mid_submission_does_not_resubmit(run: Run, data_dir:
     assert "interrupted submission" in rows[0]["message"]
 
 
+def test_loop_retries_a_failed_submission_within_the_same_epoch(run: Run, data_dir: Path) -> None:
+    from platform_cli.chain import records
+    from platform_cli.chain.records import Vector
+
+    ok(run("chain", "dev", "init", "--tempo", "20", "--rate-limit", "5"))
+    import_key(run, "validator", "validator-0")
+    schedule = chain_schedule(data_dir)
+    epoch = schedule.index
+    with open_state(data_dir) as state:
+        signer = KeyStore(data_dir).signer("validator")
+        records.refused(
+            state, Vector(NETUID, 0, epoch, schedule.block, {1: 1}, {1: 65535}), signer.ss58, "test"
+        )
+    drive(data_dir, schedule.deadline(epoch), WeightSettings(lead_blocks=3))
+    with open_state(data_dir) as state:
+        rows = history(state, NETUID)
+    assert [(r["epoch"], r["outcome"]) for r in rows] == [(epoch, "confirmed"), (epoch, "failed")]
+
+
 def test_loop_against_a_dead_endpoint_backs_off_and_stops(
     caplog: pytest.LogCaptureFixture, data_dir: Path
 ) -> None:

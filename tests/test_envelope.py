@@ -100,6 +100,34 @@ def test_replay_is_refused_with_the_persisted_window(signer: Signer) -> None:
     check(make(signer, seq=40), window=window)
 
 
+def test_the_sequence_at_the_window_edge_is_refused_though_pruned_from_the_seen_set(signer: Signer) -> None:
+    window = SequenceWindow(size=8).accept(20)
+    assert window.seen == frozenset({20})
+    assert reason(make(signer, seq=12), window=window) == "replay"
+    check(make(signer, seq=13), window=window)
+
+
+def test_windows_prune_what_falls_out_and_refuse_replays() -> None:
+    from platform_cli.core.replay import BitWindow
+
+    assert SequenceWindow(size=8).accept(12).accept(20).seen == frozenset({20})
+    with pytest.raises(ValueError, match=r"^already seen \(replay\)$"):
+        BitWindow(size=8).accept(5).accept(5)
+    assert BitWindow.from_bytes(10, b"\xff\xff", size=8).bits == 0xFF
+
+
+def test_file_form_body_outside_the_canonical_model_is_refused_at_parse_time(signer: Signer) -> None:
+    doc = make(signer).to_file_json()
+    nested: object = 1
+    for _ in range(canonical.MAX_DEPTH + 1):
+        nested = [nested]
+    for body in ({"n": 2**64}, {"n": -(2**64) - 1}, {"deep": nested}):
+        with pytest.raises(env.EnvelopeError) as info:
+            env.from_file_json({**doc, "body": body})
+        assert info.value.reason == "non_canonical"
+    env.from_file_json({**doc, "body": {"n": 2**64 - 1}})
+
+
 def test_oversized_wire_message_is_refused_before_decoding(signer: Signer) -> None:
     with pytest.raises(env.EnvelopeError) as info:
         env.from_wire(make(signer, body=b"x" * 300_000).to_wire())

@@ -147,3 +147,45 @@ def test_module_bytes_must_match_their_hash():
     finally:
         box.close()
     assert result.outcome == "abi_error" and "do not hash" in result.message
+
+
+def test_a_memory_grow_bomb_peaks_at_the_memory_cap() -> None:
+    from platform_cli.runtime.sandbox import Sandbox
+    from tests.eval_helpers import hostile_cases, run_case
+
+    case = next(c for c in hostile_cases() if c.name == "grow_bomb")
+    box = Sandbox()
+    try:
+        result = run_case(box, case)
+    finally:
+        box.close()
+    assert result.outcome == "memory_limit", result.message
+    assert result.peak_memory == case.limits.memory_bytes == 16 * 1024 * 1024
+
+
+SPIN_SUBMISSION = """(module (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0)))"""
+
+
+def test_a_nested_run_asking_for_more_fuel_than_is_left_gets_only_what_is_left() -> None:
+    from platform_cli.core.challenge import ResourcePolicy
+    from platform_cli.runtime import host
+    from platform_cli.runtime.sandbox import Sandbox
+    from tests.eval_helpers import make_input, nested_runner
+
+    runner, submission = nested_runner(), wasmtime.wat2wasm(SPIN_SUBMISSION)
+    data, seed, sha = make_input(runner, submission)
+    fuel = 3_000_000  # the runner asks submission_run for 10**9
+    limits = ResourcePolicy(
+        fuel=fuel, memory_bytes=1 << 20, wall_ms=5_000, max_input_bytes=1 << 16, max_output_bytes=4096
+    )
+    box = Sandbox()
+    try:
+        result = box.evaluate(runner, sha, "evaluate", data, limits, seed, (submission,))
+    finally:
+        box.close()
+    assert result.outcome == "ok", result.message
+    assert result.result.metrics["status"] == host.RUN_OUT_OF_FUEL
+    assert result.result.metrics["fuel"] == fuel
+    assert result.host_calls["nested_fuel"] == fuel

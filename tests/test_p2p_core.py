@@ -120,6 +120,18 @@ def test_registry_updates_only_from_sudo_votes_only_from_validators(keys) -> Non
     )
 
 
+def test_an_announcement_by_a_registered_non_validator_is_refused(keys) -> None:
+    validator, outsider, _ = keys
+    validators = {validator.ss58}
+    both = {validator.ss58, outsider.ss58}
+    announce = {"peer_id": "12D3KooWA"}
+    assert decide(
+        seal(validator, gossip.ANNOUNCE_KIND, announce), "announce", validators, registered=both
+    ).accepted
+    refused = decide(seal(outsider, gossip.ANNOUNCE_KIND, announce), "announce", validators, registered=both)
+    assert refused.reason == "wrong_role" and "validator only" in refused.detail
+
+
 def test_only_registered_hotkeys_may_submit(keys) -> None:
     validator, outsider, _ = keys
     assert decide(seal(outsider, "submission"), "submissions", set(), registered={outsider.ss58}).accepted

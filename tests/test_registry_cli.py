@@ -120,6 +120,19 @@ def test_update_for_another_network_is_refused(run: Run, signed: Path, data_dir:
     refused(verify(run, signed), "signed for netuid 100 .* this network is netuid 7")
 
 
+def test_the_sequence_at_the_registry_window_edge_is_refused(run: Run, signed: Path, data_dir: Path) -> None:
+    from platform_cli.core.registry import UPDATE_KIND
+    from platform_cli.registry import UPDATE_REPLAY_WINDOW
+    from platform_cli.state import open_state, sequences
+
+    seq = json.loads(signed.read_text())["envelope"]["seq"]
+    with open_state(data_dir) as state:
+        sequences.accept(
+            state, DEVNET_SUDO, seq + UPDATE_REPLAY_WINDOW, kind=UPDATE_KIND, size=UPDATE_REPLAY_WINDOW
+        )
+    refused(run("registry", "propose", str(signed)), "older than the replay window")
+
+
 def test_replay_after_propose(run: Run, signed: Path) -> None:
     assert run("registry", "propose", str(signed)).exit_code == 0
     refused(verify(run, signed), "replay")

@@ -21,6 +21,7 @@ from platform_cli.core.challenge import (
     version_key,
 )
 from platform_cli.core.registry import (
+    MAX_BLOCK,
     TRANSITIONS,
     UPDATE_KIND,
     Action,
@@ -166,6 +167,25 @@ def test_semver_precedence() -> None:
     assert str(SemVer.parse("1.2.3-rc.1")) == "1.2.3-rc.1"
 
 
+def test_transition_table_is_exactly_the_documented_transitions() -> None:
+    assert dict(TRANSITIONS) == {
+        (Lifecycle.DRAFT, Event.ACTIVATE): Lifecycle.ACTIVE,
+        (Lifecycle.ACTIVE, Event.SUPERSEDE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.DEPRECATE): Lifecycle.DEPRECATED,
+        (Lifecycle.ACTIVE, Event.RETIRE): Lifecycle.RETIRED,
+        (Lifecycle.DEPRECATED, Event.RETIRE): Lifecycle.RETIRED,
+    }
+
+
+def test_versions_are_ordered_numerically_not_as_text() -> None:
+    registry = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec("1.9.0")))
+    registry = apply_update(registry, RegistryUpdate(Action.UPDATE, spec("1.10.0")))
+    assert registry.active("hello").spec.version == "1.10.0"
+    backwards = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec("1.10.0")))
+    with pytest.raises(RegistryError, match=r"1\.9\.0 of 'hello' is not greater than 1\.10\.0"):
+        apply_update(backwards, RegistryUpdate(Action.UPDATE, spec("1.9.0")))
+
+
 def test_transition_table_is_the_documented_lifecycle() -> None:
     assert transition(Lifecycle.DRAFT, Event.ACTIVATE) is Lifecycle.ACTIVE
     assert transition(Lifecycle.ACTIVE, Event.DEPRECATE) is Lifecycle.DEPRECATED
@@ -215,6 +235,10 @@ def test_emergency_retire_of_an_active_version() -> None:
         (
             [(Action.ADD, "1.0.0"), (Action.RETIRE, "1.0.0"), (Action.DEPRECATE, "1.0.0")],
             "cannot deprecate a retired",
+        ),
+        (
+            [(Action.ADD, "1.0.0"), (Action.DEPRECATE, "1.0.0"), (Action.DEPRECATE, "1.0.0")],
+            "cannot deprecate a deprecated version",
         ),
     ],
 )
@@ -402,4 +426,48 @@ def test_no_update_sequence_ever_takes_a_mechanism_over_budget(steps: list[tuple
         assert all(total <= PPM for total in per_mechanism.values()), (at, per_mechanism)
     assert [t.effective_block for t in registry.history] == sorted(
         t.effective_block for t in registry.history
+    )
+
+
+def with_body(body: object, kind: str = UPDATE_KIND, signer: str = DEVNET_SUDO) -> env.Envelope:
+    return env.seal(
+        network=env.Network(100, "platform-devnet"),
+        kind=kind,
+        signer=signer,
+        scheme="sr25519",
+        seq=1,
+        ts_ms=1,
+        body=body,
+        sign=lambda payload: b"\x00" * 64,
+    )
+
+
+@pytest.mark.parametrize(
+    ("envelope", "message"),
+    [
+        (with_body({}, kind="registry.vote"), "kind 'registry.vote' is not 'registry.update'"),
+        (with_body(["action", "challenge"]), "update body must have exactly 'action' and 'challenge'"),
+        (with_body({"action": "add"}), "update body must have exactly 'action' and 'challenge'"),
+        (with_body({"action": "grow", "challenge": {}}), "unknown action 'grow'"),
+        (with_body({"action": "add", "challenge": {}}), "challenge metadata: "),
+        (
+            with_body({}, signer="5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"),
+            f"signed by 5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY, not by the sudo owner {DEVNET_SUDO}",
+        ),
+    ],
+)
+def test_an_update_that_cannot_be_read_is_refused_saying_why(envelope: env.Envelope, message: str) -> None:
+    with pytest.raises(RegistryError) as info:
+        apply(RegistryState(), envelope, DEVNET_SUDO, effective_block=1)
+    assert str(info.value).startswith(message)
+
+
+def test_the_effective_block_range_includes_its_bounds_and_never_goes_back() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.0.0"), MAX_BLOCK)
+    assert registry.last_effective_block == MAX_BLOCK
+    with pytest.raises(RegistryError) as info:
+        commit(registry, Action.UPDATE, spec("1.1.0"), MAX_BLOCK - 1)
+    assert str(info.value) == (
+        f"effective block {MAX_BLOCK - 1} is before block {MAX_BLOCK}, "
+        "where the previous committed update takes effect"
     )

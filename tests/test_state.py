@@ -100,6 +100,33 @@ def test_edited_entry_is_detected(chained: Path) -> None:
     assert problem == "entry 3 was altered (its hash does not match its content)"
 
 
+def test_edited_newest_entry_is_detected(chained: Path) -> None:
+    problem = tamper(chained, "UPDATE audit_log SET detail = '{\"index\":99}' WHERE seq = 5")
+    assert problem == "entry 5 was altered (its hash does not match its content)"
+
+
+def test_newest_entry_rewritten_with_a_correctly_linked_hash_is_caught_by_the_head(chained: Path) -> None:
+    from platform_cli.core.audit import entry_hash
+
+    conn = sqlite3.connect(chained)
+    ts_ms, actor, action, prev_hash = conn.execute(
+        "SELECT ts_ms, actor, action, prev_hash FROM audit_log WHERE seq = 5"
+    ).fetchone()
+    conn.close()
+    forged = entry_hash(5, ts_ms, actor, action, {"index": 99}, prev_hash)
+    problem = tamper(
+        chained, f"UPDATE audit_log SET detail = '{{\"index\":99}}', hash = '{forged}' WHERE seq = 5"
+    )
+    assert problem == "entry 5 does not match the chain head: it was rewritten"
+
+
+def test_a_detail_that_is_not_json_is_shown_as_stored_and_reported_altered(chained: Path) -> None:
+    problem = tamper(chained, "UPDATE audit_log SET detail = 'not json' WHERE seq = 2")
+    assert problem == "entry 2 was altered (its hash does not match its content)"
+    with open_state(chained.parent) as state:
+        assert [e.detail for e in audit.entries(state)][1] == "not json"
+
+
 def test_edited_actor_is_detected(chained: Path) -> None:
     assert "entry 2 was altered" in tamper(chained, "UPDATE audit_log SET actor = 'someone' WHERE seq = 2")
 
@@ -386,3 +413,59 @@ def test_a_node_does_not_start_on_a_large_damaged_state(run, data_dir: Path) -> 
     assert run("registry", "list").exit_code == 0  # the documented limit: this open does not look there
     one_line(run("peer", "run", "--listen", "/ip4/127.0.0.1/tcp/0"), "is damaged")
     one_line(run("audit", "verify"), "is damaged")
+
+
+def _chain(length: int) -> list:
+    from platform_cli.core.audit import next_entry
+
+    entries, head = [], None
+    for index in range(length):
+        entry = next_entry(
+            head, ts_ms=1000 + index, actor="alice", action="test.step", detail={"index": index}
+        )
+        entries.append(entry)
+        head = (entry.seq, entry.hash)
+    return entries
+
+
+def test_an_entry_hash_is_the_sha256_of_its_canonical_domain_tagged_fields() -> None:
+    import hashlib
+
+    import cbor2
+
+    from platform_cli.core.audit import GENESIS_HASH, next_entry
+
+    entry = next_entry(None, ts_ms=1000, actor="alice", action="test.step", detail={"index": 0})
+    fields = ["platform/audit/v1", 1, 1000, "alice", "test.step", {"index": 0}, GENESIS_HASH]
+    assert entry.hash == hashlib.sha256(cbor2.dumps(fields, canonical=True)).hexdigest()
+    assert (entry.seq, entry.prev_hash, entry.detail) == (1, GENESIS_HASH, {"index": 0})
+
+
+def test_every_chain_report_counts_the_entries_read_and_names_the_problem() -> None:
+    from dataclasses import replace
+
+    from platform_cli.core.audit import ChainReport, verify_chain
+
+    chain = _chain(5)
+    head = (5, chain[-1].hash)
+    assert verify_chain(chain, head) == ChainReport(5)
+    assert verify_chain(chain[:2] + chain[3:], head) == ChainReport(
+        3, "entry 3 is missing or out of order (found 4)"
+    )
+    relinked = [*chain[:2], replace(chain[2], prev_hash=chain[0].hash), *chain[3:]]
+    assert verify_chain(relinked, head) == ChainReport(3, "entry 3 does not link to entry 2")
+    edited = [*chain[:3], replace(chain[3], actor="mallory"), chain[4]]
+    assert verify_chain(edited, head) == ChainReport(
+        4, "entry 4 was altered (its hash does not match its content)"
+    )
+    unencodable = [*chain[:4], replace(chain[4], detail=1.5, hash="")]
+    assert verify_chain(unencodable, head) == ChainReport(
+        5, "entry 5 was altered (its hash does not match its content)"
+    )
+    assert verify_chain(chain, None) == ChainReport(5, "the chain head record is missing")
+    assert verify_chain(chain, (5, "f" * 64)) == ChainReport(
+        5, "entry 5 does not match the chain head: it was rewritten"
+    )
+    assert verify_chain(chain[:4], head) == ChainReport(
+        4, "chain head says entry 5, the log ends at entry 4: entries were removed"
+    )

@@ -353,3 +353,114 @@ def test_a_refusal_prints_one_line_and_logs_only_with_verbose(
             assert len(proc.stderr.splitlines()) == lines, proc.stderr
         else:
             assert "weights.refused" in proc.stderr and proc.stderr.splitlines()[-1].startswith("error: ")
+
+
+def confirm_again(data_dir: Path, epoch: int, u16: dict[int, int] | None, done: Any) -> tuple[str, str]:
+    """Read the chain back for our stored vector (its u16 row replaced when given)."""
+    import asyncio
+    from dataclasses import replace
+
+    from platform_cli.chain import records
+    from platform_cli.chain.adapter import ChainClient
+    from platform_cli.chain.settings import ChainSettings
+    from platform_cli.chain.weights import _confirm
+
+    with open_state(data_dir) as state:
+        vector = records.load(state, NETUID, 0, epoch)
+    assert vector is not None
+    if u16 is not None:
+        vector = replace(vector, u16=u16)
+
+    async def read() -> tuple[str, str]:
+        async with ChainClient(ChainSettings(dev_db=data_dir / "devchain.db")) as client:
+            return await _confirm(client, vector, done, hotkey("validator-0"), 0)
+
+    return asyncio.run(read())
+
+
+def test_a_read_back_of_another_row_with_our_last_update_is_not_confirmed(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    from platform_cli.chain.adapter import Submission
+
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed"
+    done = Submission("set", submitted["block"], EXPECTED_U16, (), "")
+    assert confirm_again(data_dir, network, None, done)[0] == "confirmed"
+    other = {**EXPECTED_U16, 7: EXPECTED_U16[7] + 1}
+    outcome, message = confirm_again(data_dir, network, other, done)
+    assert outcome == "submitted"
+    assert message == f"read-back differs: 8 uids on chain, last update {submitted['block']}"
+
+
+def test_a_timelocked_commit_not_found_on_read_back_is_not_confirmed(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    from platform_cli.chain.adapter import Submission
+
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "CommitRevealWeightsEnabled", [NETUID], True)
+    chain.release()
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["path"] == "commit"
+    commits = sdk_read(data_dir / "devchain.db", lambda c: c.weights.timelocked_weight_commits(NETUID))
+    (commit,) = [c for group in commits.values() for c in group]
+    block, reveal = commit["commit_block"], commit["reveal_round"]
+    assert confirm_again(data_dir, network, None, Submission("commit", block, {}, (), "", reveal))[0] == (
+        "confirmed"
+    )
+    for wrong in (
+        Submission("commit", block + 1, {}, (), "", reveal),
+        Submission("commit", block, {}, (), "", reveal + 1),
+    ):
+        assert confirm_again(data_dir, network, None, wrong) == ("submitted", "commit not found on read-back")
+
+
+def test_an_sdk_plan_with_another_u16_row_is_refused_before_anything_is_written(
+    data_dir: Path, network: int
+) -> None:
+    import asyncio
+
+    from platform_cli.chain import records
+    from platform_cli.chain.adapter import ChainClient
+    from platform_cli.chain.dev.substrate import DevSubstrate
+    from platform_cli.chain.settings import ChainSettings, WeightSettings
+    from platform_cli.chain.weights import submit_with
+    from platform_cli.errors import PlatformError
+    from platform_cli.identity import KeyStore
+
+    class SkewingSubstrate(DevSubstrate):
+        """Composes weight calls with every weight one lower: an SDK whose u16 conversion
+        disagrees with ours."""
+
+        async def compose(self, call: Any) -> Any:
+            module, function, params = await super().compose(call)
+            if "weights" in params:
+                params = {**params, "weights": [max(0, w - 1) for w in params["weights"]]}
+            return module, function, params
+
+    chain = DevChain(data_dir / "devchain.db")
+
+    async def submit() -> None:
+        async with ChainClient(
+            ChainSettings(dev_db=data_dir / "devchain.db"), SkewingSubstrate(chain)
+        ) as client:
+            with open_state(data_dir) as state:
+                signer = KeyStore(data_dir).signer("validator")
+                await submit_with(client, state, WeightSettings(), signer, NETUID)
+
+    try:
+        with pytest.raises(
+            PlatformError,
+            match=f"the SDK would submit a different u16 vector than computed for epoch {network}",
+        ):
+            asyncio.run(submit())
+        assert [e for e in chain.extrinsics() if "weights" in e["function"]] == []
+    finally:
+        chain.release()
+    with open_state(data_dir) as state:
+        assert state.execute("SELECT count(*) FROM weight_submissions").fetchone()[0] == 0
+        assert [e.action for e in audit_entries(state) if e.action.startswith("weights.")] == [
+            "weights.compute"
+        ]
+        assert records.fixed_by(state, NETUID, 0, network) is None  # the computed vector is not fixed

@@ -76,6 +76,8 @@ def verify_chain(entries: Iterable[AuditEntry], head: tuple[int, str] | None) ->
     last = (expected_seq - 1, prev)
     if head is None and count:
         return ChainReport(count, "the chain head record is missing")
+    if head is not None and head[0] == last[0] and head[1] != last[1]:
+        return ChainReport(count, f"entry {last[0]} does not match the chain head: it was rewritten")
     if head is not None and head != last:
         return ChainReport(
             count, f"chain head says entry {head[0]}, the log ends at entry {last[0]}: entries were removed"
