@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +115,8 @@ def run(plan: ValidatorPlan, say: Callable[[str], None]) -> None:
 
 
 async def _main(plan: ValidatorPlan, say: Callable[[str], None]) -> None:
+    from platform_cli.p2p.node import watch_signals
+
     composed, p2p = compose(plan)
     state = open_state(plan.data_dir)
     metrics_server: Any = None
@@ -139,7 +140,7 @@ async def _main(plan: ValidatorPlan, say: Callable[[str], None]) -> None:
             say(f"metrics on http://{metrics_server.address}/metrics (health: /healthz)")
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_stop_on_signal, scope)
+                nursery.start_soon(watch_signals, scope)
                 nursery.start_soon(_heartbeat, state)
                 await nursery.start(supervisor.run)
                 print(
@@ -166,11 +167,3 @@ async def _heartbeat(state: Any) -> None:
     while True:
         health.heartbeat(state)
         await trio.sleep(health.HEARTBEAT_MS / 1000)
-
-
-async def _stop_on_signal(scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.warning("node.signal signal=%s shutting down", signal.Signals(signum).name)
-            scope.cancel()
-            return

@@ -413,7 +413,7 @@ def run_forever(data_dir: Path, settings: NodeSettings, network: NetworkConfig) 
         node = Node(data_dir, settings, network)
         with trio.CancelScope() as scope:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_watch_signals, scope)
+                nursery.start_soon(watch_signals, scope)
                 await nursery.start(node.run)
                 print(json.dumps({"peer_id": node.peer_id, "addrs": node.addrs}), flush=True)
         node.state.close()
@@ -427,7 +427,8 @@ def run_forever(data_dir: Path, settings: NodeSettings, network: NetworkConfig) 
         lock.close()
 
 
-async def _watch_signals(scope: trio.CancelScope) -> None:
+async def watch_signals(scope: trio.CancelScope) -> None:
+    """Cancel ``scope`` at the first SIGINT or SIGTERM (every long-running command's way out)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.warning("signal=%s shutting down", signal.Signals(signum).name)
