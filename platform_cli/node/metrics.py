@@ -74,6 +74,12 @@ class NodeCollector:
         yield CounterMetricFamily(
             "platform_consensus_evidence", "Equivocation evidence held", value=consensus["evidence"]
         )
+        if consensus["last_height_ms"] is not None:
+            yield GaugeMetricFamily(
+                "platform_consensus_height_seconds",
+                "Time between the last two commits",
+                value=consensus["last_height_ms"] / 1000,
+            )
         chain = report["chain"]
         if chain["synced"]:
             yield GaugeMetricFamily(

@@ -87,7 +87,11 @@ def _consensus(state: State) -> dict[str, Any]:
         "SELECT height, round, step FROM consensus_resume ORDER BY updated_ms DESC LIMIT 1"
     ).fetchone()
     evidence = state.execute("SELECT count(*) FROM consensus_evidence").fetchone()[0]
+    last_two = [
+        r[0] for r in state.execute("SELECT committed_ms FROM consensus_log ORDER BY height DESC LIMIT 2")
+    ]
     return {
+        "last_height_ms": last_two[0] - last_two[1] if len(last_two) == 2 else None,
         "committed_height": height,
         "height": at[0] if at else height + 1,
         "round": at[1] if at else 0,
