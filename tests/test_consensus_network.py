@@ -227,17 +227,21 @@ def test_a_second_process_with_a_validators_key_becomes_evidence_never_a_second_
         )
     try:
         wait_for(lambda: lines(twin, "status")[0]["node"]["running"], 90, interval=1, what="the twin to run")
-        ok("--data-dir", str(twin), "consensus", "propose", str(update))
+        # Pending at the twin only ('registry propose' does not gossip it, as 'consensus
+        # propose' would): on validator-1's turns the two propose different values.
+        ok("--data-dir", str(twin), "registry", "propose", str(update))
         hotkey = lines(twin, "keys", "show", "validator")[0]["ss58"]
 
         def evidence() -> list[dict[str, Any]]:
-            return [e for e in lines(dirs[0], "consensus", "evidence") if e["signer"] == hotkey]
+            held = [e for d in (dirs[0], dirs[2], dirs[3]) for e in lines(d, "consensus", "evidence")]
+            return [e for e in held if e["signer"] == hotkey]
 
         found = wait_for(evidence, WAIT_S, interval=1, what="evidence against validator-1's key")
         assert found[0]["messages"][0] != found[0]["messages"][1]
 
         def refused_as_equivocator() -> bool:
-            return any(r["reason"] == "equivocator" for r in lines(dirs[0], "peer", "rejections"))
+            rejections = [r for d in (dirs[0], dirs[2], dirs[3]) for r in lines(d, "peer", "rejections")]
+            return any(r["reason"] == "equivocator" for r in rejections)
 
         wait_for(refused_as_equivocator, 60, interval=1, what="validator-1's consensus messages refused")
     finally:

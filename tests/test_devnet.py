@@ -52,7 +52,9 @@ def committed_epochs(data_dir: Path) -> set[int]:
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     return {
-        r["epoch"] for r in rows if r["outcome"] == "confirmed" and "committed by consensus" in r["message"]
+        r["epoch"]
+        for r in rows
+        if r["outcome"] == "confirmed" and r["message"].startswith("committed by consensus at height")
     }
 
 

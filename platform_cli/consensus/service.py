@@ -320,7 +320,15 @@ class ConsensusService:
             self._publish(conflict.kind, conflict.to_wire())
 
     def _suspend(self, signer: str) -> None:
-        """Gossip refuses the equivocator's consensus messages until the next validator set."""
+        """Gossip refuses the equivocator's consensus messages until the next validator set.
+
+        Never our own key: another process signing with it must be stopped by the operator,
+        and this node must still get the evidence out."""
+        if signer == self.signer.ss58:
+            log.error(
+                "consensus.own_key_equivocates: another process signs with this validator's key %s", signer
+            )
+            return
         self._suspended_under = self.machine.validators.set_id
         node = self.p2p.node
         if node is not None:
