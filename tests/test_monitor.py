@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -138,3 +139,46 @@ def test_the_monitor_on_a_state_it_cannot_read_says_so(tmp_path: Path) -> None:
 def test_monitor_refuses_a_data_dir_without_a_state(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "empty"), "monitor"])
     assert result.exit_code == 1 and result.stderr.startswith("error: no state at")
+
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+
+
+def fixture_state(tmp_path: Path) -> Path:
+    """A validator's state with nothing machine- or time-dependent left in what the monitor
+    shows: the dev chain at its first block, one evaluation with its times fixed."""
+    from platform_cli.state import open_state
+
+    data_dir = tmp_path / "validator-0"
+    validator_state(data_dir, tmp_path / "devchain.db")
+    with open_state(data_dir) as state:
+        state.execute("UPDATE evaluations SET wall_ms = 12, compile_ms = 3, created_ms = 0")
+    (data_dir / "node.log").write_text("INFO platform.node node.service_up service=p2p\n")
+    return data_dir
+
+
+@pytest.mark.parametrize("tab", ["tab-weights", "tab-evaluations", "tab-registry"])
+def test_the_monitor_screens_match_their_snapshots(tmp_path: Path, tab: str) -> None:
+    """Each tab of a fixture state, rendered at 120x36, against the SVG kept in
+    tests/snapshots (PLATFORM_UPDATE_SNAPSHOTS=1 rewrites them after a deliberate change)."""
+    import os
+
+    data_dir = fixture_state(tmp_path)
+
+    async def render() -> str:
+        app = MonitorApp([data_dir], refresh_s=60)
+        app.animation_level = "none"  # the tab underline would be caught mid-slide
+        async with app.run_test(size=(120, 36)) as pilot:
+            await settle(pilot, app, lambda: app.snapshot is not None)
+            app.query_one("#tabs").active = tab
+            await pilot.pause(0.2)
+            # Rich names the SVG's classes by a hash that differs between runs: not content.
+            return re.sub(r"terminal-\d+", "terminal", app.export_screenshot())
+
+    svg = asyncio.run(render())
+    kept = SNAPSHOTS / f"monitor-{tab}.svg"
+    if os.environ.get("PLATFORM_UPDATE_SNAPSHOTS") == "1":
+        SNAPSHOTS.mkdir(exist_ok=True)
+        kept.write_text(svg)
+    assert kept.exists(), f"no snapshot {kept}: run with PLATFORM_UPDATE_SNAPSHOTS=1 once"
+    assert svg == kept.read_text(), f"the {tab} screen differs from {kept}"

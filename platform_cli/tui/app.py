@@ -143,7 +143,7 @@ class MonitorApp(App[None]):
         self.snapshot = snapshot
         report = snapshot.report
         node, chain, consensus = report["node"], report["chain"], report["consensus"]
-        self.sub_title = f"{snapshot.data_dir}  ({self.index + 1}/{len(self.data_dirs)})"
+        self.sub_title = f"{snapshot.data_dir.name}  ({self.index + 1}/{len(self.data_dirs)})"
         running = f"running, pid {node['pid']}" if node["running"] else "[red]not running[/red]"
         services = "  ".join(f"{s['name']}:{s['state']}" for s in report["services"]) or "-"
         epoch = (
