@@ -113,8 +113,14 @@ class EvaluationService:
         self._refused: set[Pending] = set()
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        await trio.to_thread.run_sync(self._with_state, lambda state: None)  # the state opens: up
-        task_status.started()
+        self.state = await trio.to_thread.run_sync(partial(open_state, self.data_dir, any_thread=True))
+        try:
+            task_status.started()
+            await self._passes()
+        finally:
+            self.state.close()
+
+    async def _passes(self) -> None:
         while True:
             work = await trio.to_thread.run_sync(self._with_state, pending)
             work = [w for w in work if w not in self._refused][:BATCH]
@@ -129,8 +135,8 @@ class EvaluationService:
             await trio.sleep(self.interval_s)
 
     def _with_state(self, action: Callable[[State], Any]) -> Any:
-        with open_state(self.data_dir) as state:
-            return action(state)
+        """``action`` on the service's connection (called in a worker thread, one at a time)."""
+        return action(self.state)
 
     async def _ensure_modules(self, challenges: set[str]) -> None:
         """Fetch, by their hash, the modules of active challenges that consensus committed

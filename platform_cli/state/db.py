@@ -62,8 +62,14 @@ def state_exists(data_dir: Path) -> bool:
     return (Path(data_dir) / DB_FILENAME).exists() or marker.marker_path(data_dir).exists()
 
 
-def open_state(data_dir: Path, *, readonly: bool = False, full_check: bool = False) -> State:
+def open_state(
+    data_dir: Path, *, readonly: bool = False, full_check: bool = False, any_thread: bool = False
+) -> State:
     """Open (creating if needed) the state under ``data_dir`` and bring its schema up to date.
+
+    ``any_thread``: the connection may be used from one thread after another (never two at
+    once), so a service that hands its reads to worker threads opens, and checks, the
+    state once instead of once a read.
 
     Refuses, with what to do, a database that is damaged (``integrity.on_open_check``;
     everything with ``full_check``) and one that is missing, empty or another state where
@@ -78,10 +84,12 @@ def open_state(data_dir: Path, *, readonly: bool = False, full_check: bool = Fal
         if readonly:
             if not path.exists():
                 raise PlatformError(f"no state at {path}: nothing has been recorded yet")
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=not any_thread
+            )
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, check_same_thread=not any_thread)
     except (OSError, sqlite3.Error) as exc:
         raise storage_error(exc, data_dir, path) or PlatformError(
             f"cannot open state database {path}: {exc}"

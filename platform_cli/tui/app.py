@@ -72,6 +72,8 @@ class MonitorApp(App[None]):
         self.refresh_s = refresh_s
         self.snapshot: data.Snapshot | None = None
         self.log_filter = ""
+        self._connections: dict[Path, tuple[Any, int]] = {}
+        """data dir -> (read-only connection, netuid), opened on its first refresh."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -124,11 +126,18 @@ class MonitorApp(App[None]):
     @work(thread=True, exclusive=True, group="read")
     def _load(self, data_dir: Path) -> None:
         try:
-            snapshot = data.read(data_dir)
+            if data_dir not in self._connections:
+                self._connections[data_dir] = (data.connect(data_dir), data.netuid_of(data_dir))
+            state, netuid = self._connections[data_dir]
+            snapshot = data.read(state, data_dir, netuid)
         except Exception as exc:  # a data dir being created, a locked read: say so, try again
             self.call_from_thread(self._show_error, data_dir, str(exc))
             return
         self.call_from_thread(self._show, snapshot)
+
+    def on_unmount(self) -> None:
+        for state, _ in self._connections.values():
+            state.close()
 
     def _show_error(self, data_dir: Path, error: str) -> None:
         self.query_one("#status", Static).update(

@@ -17,7 +17,7 @@ from platform_cli.config import load_config
 from platform_cli.consensus import queries
 from platform_cli.node.report import summary
 from platform_cli.p2p import store
-from platform_cli.state.db import open_state
+from platform_cli.state.db import State, open_state
 
 LOG_LINES = 200
 
@@ -36,42 +36,47 @@ class Snapshot:
     log: list[str]
 
 
-def read(data_dir: Path) -> Snapshot:
-    netuid = load_config(data_dir).network.netuid
-    with open_state(data_dir, readonly=True) as state:
-        report = summary(state, netuid, 0, now_ms())
-        vector = state.execute(
-            "SELECT epoch, weights FROM weight_vectors WHERE netuid = ? ORDER BY epoch DESC LIMIT 1", [netuid]
-        ).fetchone()
-        hotkeys = dict(
-            state.execute(
-                "SELECT uid, hotkey FROM metagraph_neurons WHERE netuid = ? AND block = "
-                "(SELECT max(block) FROM metagraph_snapshots WHERE netuid = ?)",
-                [netuid, netuid],
-            ).fetchall()
-        )
-        weights = []
-        if vector is not None:
-            total = sum(w for _, w in json.loads(vector[1])) or 1
-            weights = [
-                {"uid": uid, "hotkey": hotkeys.get(uid, ""), "units": units, "share": units / total}
-                for uid, units in sorted(json.loads(vector[1]), key=lambda p: -p[1])
-            ]
-        commits = queries.log(
-            state, from_height=max(1, report["consensus"]["committed_height"] - 9), limit=10
-        )
-        return Snapshot(
-            data_dir=data_dir,
-            report=report,
-            peers=store.peers(state),
-            evaluations=evaluation.list_evaluations(state, limit=50),
-            registry=registry.list_versions(state),
-            weights=weights,
-            weights_epoch=vector[0] if vector else None,
-            commits=list(reversed(commits)),
-            evidence=report["consensus"]["evidence"],
-            log=_tail(data_dir / "node.log"),
-        )
+def connect(data_dir: Path) -> State:
+    """A read-only connection the monitor keeps for its refreshes (each from a worker thread)."""
+    return open_state(data_dir, readonly=True, any_thread=True)
+
+
+def netuid_of(data_dir: Path) -> int:
+    return load_config(data_dir).network.netuid
+
+
+def read(state: State, data_dir: Path, netuid: int) -> Snapshot:
+    report = summary(state, netuid, 0, now_ms())
+    vector = state.execute(
+        "SELECT epoch, weights FROM weight_vectors WHERE netuid = ? ORDER BY epoch DESC LIMIT 1", [netuid]
+    ).fetchone()
+    hotkeys = dict(
+        state.execute(
+            "SELECT uid, hotkey FROM metagraph_neurons WHERE netuid = ? AND block = "
+            "(SELECT max(block) FROM metagraph_snapshots WHERE netuid = ?)",
+            [netuid, netuid],
+        ).fetchall()
+    )
+    weights = []
+    if vector is not None:
+        total = sum(w for _, w in json.loads(vector[1])) or 1
+        weights = [
+            {"uid": uid, "hotkey": hotkeys.get(uid, ""), "units": units, "share": units / total}
+            for uid, units in sorted(json.loads(vector[1]), key=lambda p: -p[1])
+        ]
+    commits = queries.log(state, from_height=max(1, report["consensus"]["committed_height"] - 9), limit=10)
+    return Snapshot(
+        data_dir=data_dir,
+        report=report,
+        peers=store.peers(state),
+        evaluations=evaluation.list_evaluations(state, limit=50),
+        registry=registry.list_versions(state),
+        weights=weights,
+        weights_epoch=vector[0] if vector else None,
+        commits=list(reversed(commits)),
+        evidence=report["consensus"]["evidence"],
+        log=_tail(data_dir / "node.log"),
+    )
 
 
 def _tail(path: Path) -> list[str]:
