@@ -24,8 +24,14 @@ def status(app: AppContext) -> None:
     from platform_cli.chain.settings import weight_settings
     from platform_cli.clock import now_ms
     from platform_cli.node.report import summary
+    from platform_cli.state.db import DB_FILENAME, open_state
 
-    report = summary(app.state, app.config.network.netuid, weight_settings(app.config).mechid, now_ms())
+    # Read-only where a state exists: status works on a data dir its user cannot write.
+    if (app.data_dir / DB_FILENAME).exists():
+        with open_state(app.data_dir, readonly=True) as state:
+            report = summary(state, app.config.network.netuid, weight_settings(app.config).mechid, now_ms())
+    else:
+        report = summary(app.state, app.config.network.netuid, weight_settings(app.config).mechid, now_ms())
     report = {"data_dir": str(app.data_dir), **report}
     if app.json:
         output.record(report, as_json=True)

@@ -78,10 +78,6 @@ def up(
 
     plan = validator_plan(app, listen, bootstrap, key_name, metrics, byzantine=byzantine)
     app.serving()
-    click.echo(
-        f"up: validator {plan.signer.ss58} on netuid {config.network.netuid}, data dir {app.data_dir}",
-        err=True,
-    )
     run(plan, lambda line: click.echo(f"up: {line}", err=True))
 
 

@@ -109,6 +109,8 @@ def run(plan: ValidatorPlan, say: Callable[[str], None]) -> None:
     lock = keys.lock_node(plan.data_dir)
     try:
         check_ports_free(plan.p2p.listen)
+        # Only once the data dir and the ports are ours: a refusal stays one line.
+        say(f"validator {plan.signer.ss58} on netuid {plan.network.netuid}, data dir {plan.data_dir}")
         trio.run(_main, plan, say)
     finally:
         lock.close()
