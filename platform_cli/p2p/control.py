@@ -18,16 +18,16 @@ if TYPE_CHECKING:
     from platform_cli.p2p.node import Node
 
 log = logging.getLogger("platform.p2p.control")
-POLL_S = 0.05
 OP_TIMEOUT_S = 30
 
 
 async def serve(node: Node) -> None:
     async with trio.open_nursery() as nursery:
         while True:
+            node.requests_due.clear()
             for request_id, op, arg in store.claim_requests(node.state):
                 nursery.start_soon(_run_one, node, request_id, op, arg)
-            await trio.sleep(POLL_S)
+            await node.requests_due.wait(node.waker.interval_s)
 
 
 async def _run_one(node: Node, request_id: int, op: str, raw: bytes) -> None:

@@ -43,11 +43,11 @@ from platform_cli.p2p import dht as dht_adapter
 from platform_cli.p2p.admission import Admission
 from platform_cli.p2p.config import GOSSIP_WINDOW, NodeSettings
 from platform_cli.p2p.pubsub import AccountedGossipSub, AccountedPubsub
+from platform_cli.p2p.waker import Signal, Waker
 from platform_cli.state.db import open_state
 
 log = logging.getLogger("platform.p2p")
 QUEUE_SIZE = 8192
-POLL_S = 0.02
 LATENCY_EVERY_S = 10
 SYNC_VALIDATORS = 2
 SYNC_UNKNOWN = 1
@@ -128,6 +128,9 @@ class Node:
         self.connected: set[ID] = set()
         self.addrs: list[str] = []
         self._announce_due = trio.Event()
+        self.outbox_due = Signal()
+        self.requests_due = Signal()
+        self.waker = Waker(self.state.path, [self.outbox_due, self.requests_due])
         self._nursery: trio.Nursery | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -151,6 +154,8 @@ class Node:
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
+                    self.waker.open()
+                    nursery.start_soon(self.waker.serve)
                     nursery.start_soon(self._outbox_loop)
                     nursery.start_soon(control.serve, self)
                     nursery.start_soon(self._redial_loop)
@@ -166,10 +171,14 @@ class Node:
 
     async def _outbox_loop(self) -> None:
         while True:
+            self.outbox_due.clear()
             rows = store.queued_outgoing(self.state)
             for row_id, topic, wire in rows:
                 await self.publish(row_id, topic, wire)
-            await trio.sleep(0 if rows else POLL_S)
+            if rows:
+                await trio.sleep(0)
+            else:
+                await self.outbox_due.wait(self.waker.interval_s)
 
     async def publish(self, row_id: int, topic: str, wire: bytes) -> None:
         if topic not in self.topics.values():

@@ -18,6 +18,7 @@ from platform_cli.clock import now_ms
 from platform_cli.core import envelope as env
 from platform_cli.core.gossip import OUTCOMES, TallyRow
 from platform_cli.core.replay import BitWindow
+from platform_cli.p2p import wake
 from platform_cli.state.db import State, write_transaction
 
 NODE_STALE_MS = 5_000
@@ -258,6 +259,7 @@ def queue_outgoing(state: State, topic: str, envelope: env.Envelope) -> int:
             "INSERT INTO p2p_outbox (topic, msg_id, envelope, status, created_ms) VALUES (?, ?, ?, 'queued', ?)",
             [topic, envelope.message_id(), envelope.to_wire(), now_ms()],
         )
+    _poke_node(state)
     return int(cursor.lastrowid or 0)
 
 
@@ -420,7 +422,15 @@ def queue_request(state: State, op: str, arg: dict[str, Any]) -> int:
             "INSERT INTO p2p_requests (op, arg, status, created_ms) VALUES (?, ?, 'queued', ?)",
             [op, canonical.encode(arg), now_ms()],
         )
+    _poke_node(state)
     return int(cursor.lastrowid or 0)
+
+
+def _poke_node(state: State) -> None:
+    """Wake the node once the queued row is committed (inside a caller's transaction the
+    row is not visible yet: the node finds it at its next look instead)."""
+    if not state.conn.in_transaction:
+        wake.poke(state.path)
 
 
 def claim_requests(state: State) -> list[tuple[int, str, bytes]]:
