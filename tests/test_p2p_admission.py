@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
+from libp2p.pubsub.pubsub import ValidationResult
 
 from platform_cli.clock import now_ms
 from platform_cli.core import envelope as env
@@ -12,6 +14,7 @@ from platform_cli.core import gossip
 from platform_cli.identity import KeyStore, Signer
 from platform_cli.p2p import store
 from platform_cli.p2p.admission import Admission
+from platform_cli.p2p.pubsub import ReasonedValidationCache
 from platform_cli.state.db import State, open_state
 from platform_cli.state.metagraph import Neuron, Snapshot, save_snapshot
 from tests.p2p_helpers import NETWORK
@@ -162,3 +165,48 @@ def test_retention_is_per_topic_and_bounded_in_bytes(state: State, signer: Signe
     size = len(seal(signer, 1).to_wire())
     store.prune_inbox(state, max_rows=5, max_age_ms=60_000, now=now_ms(), max_bytes=2 * size + size // 2)
     assert inbox_size(state) == 2
+
+
+def _result(valid: bool, age_s: float = 0.0) -> ValidationResult:
+    return ValidationResult(is_valid=valid, timestamp=time.time() - age_s)
+
+
+def test_validation_cache_evicts_the_least_recently_used_beyond_its_size() -> None:
+    cache = ReasonedValidationCache(ttl=300, max_size=3)
+    for key in (b"a", b"b", b"c"):
+        cache.put(key, _result(True))
+    assert cache.get(b"a") is not None  # a is now the most recently used
+    cache.put(b"d", _result(True))
+    assert list(cache.cache) == [b"c", b"a", b"d"]
+    assert cache.get(b"b") is None
+    cache.put(b"c", _result(False))  # a put refreshes too
+    cache.put(b"e", _result(True))
+    assert list(cache.cache) == [b"d", b"c", b"e"]
+    assert len(cache.cache) == cache.max_size
+
+
+def test_validation_cache_forgets_what_outlived_its_ttl() -> None:
+    cache = ReasonedValidationCache(ttl=300, max_size=10)
+    cache.put(b"old", _result(False, age_s=301))
+    cache.put(b"new", _result(False, age_s=299))
+    assert cache.get(b"old") is None
+    assert b"old" not in cache.cache
+    assert cache.get(b"new") is not None
+    cache.put(b"older", _result(False, age_s=900))
+    cache.clear_expired()
+    assert list(cache.cache) == [b"new"]
+
+
+def test_validation_cache_keeps_reasons_and_skips_transient_refusals() -> None:
+    cache = ReasonedValidationCache(ttl=300, max_size=10)
+    cache.reasons[b"r"] = "wrong_role"
+    cache.put(b"r", _result(False))
+    cached = cache.get(b"r")
+    assert cached is not None and cached.error_message == "wrong_role"
+    assert b"r" not in cache.reasons
+    cache.transient.add(b"t")
+    cache.put(b"t", _result(False))  # a local failure: validated afresh next time
+    assert cache.get(b"t") is None and b"t" not in cache.transient
+    cache.transient.add(b"v")
+    cache.put(b"v", _result(True))  # valid results are cached whatever happened
+    assert cache.get(b"v") is not None
