@@ -124,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rates", default="50,100,150,200,300,400")
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--flood-rounds", type=int, default=3)
+    parser.add_argument("--flood-rounds", type=int, default=5)
     parser.add_argument("--linger", type=float, default=10.0)
     parser.add_argument("--skip-mesh", action="store_true")
     args = parser.parse_args()
@@ -201,6 +201,7 @@ def flood_capacity(root: Path, rounds: int, linger: float) -> None:
     node, miner = flood_node(root, CONFIG)
     raw_rates, our_rates, raw_cpu, our_cpu = [], [], [], []
     try:
+        idle = idle_cpu_ms_per_s(node)
         for i in range(rounds):
             sink = Sink(TOPIC)
             cpu0 = pid_cpu_seconds(sink.proc.pid)
@@ -234,10 +235,24 @@ def flood_capacity(root: Path, rounds: int, linger: float) -> None:
         f"zero-loss rate, plain py-libp2p: {raw:.0f} msg/s; node with admission: {ours:.0f} msg/s (medians)"
     )
     print(f"ratio node / plain py-libp2p zero-loss rate: {ours / raw if raw else 0:.2f}")
+    paired = [o / r if r else 0.0 for o, r in zip(our_rates, raw_rates, strict=True)]
+    print(f"  per round (each node flood right after its plain one): {', '.join(f'{p:.2f}' for p in paired)}")
     cpu_ratio = statistics.median(raw_cpu) / statistics.median(our_cpu)
     print(
         f"ratio plain py-libp2p / node CPU per message (the rate each could sustain alone): {cpu_ratio:.2f}"
     )
+    # Where the node's extra CPU goes: admission, measured in process, and its idle loops
+    # (which run through each round and its linger).
+    print(
+        f"node idle: {idle:.1f} ms CPU a second; admission in process (decode, signature, "
+        f"window, durable write): {admission_cost_ms(root / 'in-process', 1000):.2f} ms a message"
+    )
+
+
+def idle_cpu_ms_per_s(node: NodeProc, seconds: float = 5.0) -> float:
+    cpu0 = cpu_seconds(node)
+    time.sleep(seconds)
+    return 1e3 * (cpu_seconds(node) - cpu0) / seconds
 
 
 def pid_cpu_seconds(pid: int) -> float:
