@@ -215,10 +215,12 @@ def test_a_flood_costs_bounded_writes_and_ends_in_a_ban(tmp_path: Path) -> None:
 
 
 def test_a_flood_of_2000_from_a_peer_process_is_accounted_for(tmp_path: Path) -> None:
-    """A foreign process floods a node process with 2,000 well-formed messages at the
-    default limits: the burst is admitted, the rest refused for the signer's rate until
-    the peer's standing ends in a ban; received = admitted + refused + dropped."""
-    (node_dir,) = prepare_node_dirs(tmp_path, 1)
+    """A foreign process floods a node process with 2,000 well-formed messages: the
+    signer's burst is admitted, the rest refused for its rate until the peer's standing
+    ends in a ban; received = admitted + refused + dropped. The limits are tighter than
+    the defaults (``bench/bench_p2p.py`` floods those) so that the ban does not depend on
+    how fast a loaded machine delivers the flood: at most 100 + 10 a second are admitted."""
+    (node_dir,) = prepare_node_dirs(tmp_path, 1, "[p2p]\nrate_per_signer = 10\nburst_per_signer = 100\n")
     miner = _signer(tmp_path / "keys", "miner")
     _register_with_validators(node_dir, miner.ss58)
     node = NodeProc(node_dir, tmp_path / "node.log")
@@ -235,7 +237,7 @@ def test_a_flood_of_2000_from_a_peer_process_is_accounted_for(tmp_path: Path) ->
             what="every received message accounted for",
         )
         totals = traffic_totals(node.state)
-        assert 500 <= totals["admitted"] < 2000  # the signer's burst, and what its rate refilled
+        assert 100 <= totals["admitted"] < 1000  # the signer's burst, and what its rate refilled
         assert set(_reasons(node.state)) <= {("refused", "rate_limited"), ("dropped", "banned_peer")}
         assert any(r["peer_id"] == sent.peer_id and r["banned_ms"] for r in store.peers(node.state))
     finally:
