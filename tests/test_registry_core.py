@@ -471,3 +471,84 @@ def test_the_effective_block_range_includes_its_bounds_and_never_goes_back() -> 
         f"effective block {MAX_BLOCK - 1} is before block {MAX_BLOCK}, "
         "where the previous committed update takes effect"
     )
+
+
+# ---------------------------------------------------------------- which update changed a version
+
+
+def test_each_version_names_the_committed_update_that_last_changed_it() -> None:
+    add, update, deprecate = (
+        signed(Action.ADD, spec("1.0.0"), 1),
+        signed(Action.UPDATE, spec("1.1.0"), 2),
+        signed(Action.DEPRECATE, spec("1.1.0"), 3),
+    )
+    registry = apply(RegistryState(), add, DEVNET_SUDO, effective_block=1)
+    assert registry.versions[("hello", "1.0.0")].update_id == add.message_id()
+    assert registry.active_at(1)["hello"].update_id == add.message_id()
+    registry = apply(registry, update, DEVNET_SUDO, effective_block=2)
+    assert registry.versions[("hello", "1.1.0")].update_id == update.message_id()
+    assert registry.active_at(2)["hello"].update_id == update.message_id()
+    # A superseded version keeps the update that activated it.
+    assert registry.versions[("hello", "1.0.0")].update_id == add.message_id()
+    registry = apply(registry, deprecate, DEVNET_SUDO, effective_block=3)
+    assert registry.versions[("hello", "1.1.0")].update_id == deprecate.message_id()
+
+
+def test_an_uncommitted_update_names_no_update() -> None:
+    registry = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec()))
+    assert registry.versions[("hello", "1.0.0")].update_id == ""
+    registry = apply_update(registry, RegistryUpdate(Action.DEPRECATE, spec()), update_id="u2")
+    registry = apply_update(registry, RegistryUpdate(Action.RETIRE, spec()))
+    assert registry.versions[("hello", "1.0.0")] == VersionRecord(spec(), Lifecycle.RETIRED, "u2")
+
+
+def test_history_lists_only_changed_versions_in_version_order() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.9.0", "b"), block=1)
+    registry = commit(registry, Action.ADD, spec("1.0.0", "a"), block=2, seq=2)
+    registry = commit(registry, Action.UPDATE, spec("1.10.0", "b"), block=3, seq=3)
+    changes = [(t.challenge, t.version, t.state.value, t.effective_block) for t in registry.history]
+    assert changes == [
+        ("b", "1.9.0", "active", 1),
+        ("a", "1.0.0", "active", 2),
+        ("b", "1.9.0", "deprecated", 3),  # 1.9.0 before 1.10.0: by version, not by text
+        ("b", "1.10.0", "active", 3),
+    ]
+
+
+def test_a_draft_must_be_committed_with_the_metadata_it_was_proposed_with() -> None:
+    staged = stage(RegistryState(), RegistryUpdate(Action.ADD, spec()))
+    renamed = dataclasses.replace(spec(), name="Renamed")
+    with pytest.raises(RegistryError) as info:
+        apply_update(staged, RegistryUpdate(Action.ADD, renamed))
+    assert str(info.value) == "hello 1.0.0 was proposed with other metadata"
+
+
+def test_the_emission_refusal_says_what_to_do() -> None:
+    full = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec(challenge_id="a", emission_ppm=PPM)))
+    with pytest.raises(RegistryError) as info:
+        apply_update(full, RegistryUpdate(Action.ADD, spec(challenge_id="b", emission_ppm=1)))
+    assert str(info.value) == (
+        "activating b 1.0.0 (1 ppm) would make the active emission of mechanism 0 1000001 ppm, "
+        "over 1000000: deprecate or retire another challenge of that mechanism first, or lower the share"
+    )
+
+
+def test_an_over_budget_registry_may_replace_a_share_with_an_equal_one() -> None:
+    legacy = RegistryState(
+        {
+            ("a", "1.0.0"): VersionRecord(spec(challenge_id="a", emission_ppm=700_000), Lifecycle.ACTIVE),
+            ("b", "1.0.0"): VersionRecord(spec(challenge_id="b", emission_ppm=550_000), Lifecycle.ACTIVE),
+        }
+    )
+    same = apply_update(legacy, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 700_000)))
+    assert active_emission(same) == {0: 1_250_000}
+    with pytest.raises(RegistryError, match="1250001 ppm"):
+        apply_update(legacy, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 700_001)))
+
+
+def test_a_spec_built_around_the_parser_cannot_exceed_the_budget_alone() -> None:
+    """``parse_spec`` caps a share at the budget; a spec built directly is still refused."""
+    base = spec(mechanism=3)
+    greedy = dataclasses.replace(base, scoring=dataclasses.replace(base.scoring, emission_ppm=PPM + 1))
+    with pytest.raises(RegistryError, match="mechanism 3 1000001 ppm, over 1000000"):
+        apply_update(RegistryState(), RegistryUpdate(Action.ADD, greedy))
