@@ -196,6 +196,9 @@ def test_submission_errors_say_exactly_what_is_wrong() -> None:
     with pytest.raises(SubmissionError) as info:
         parse_submission({"challenge": "sort", "sha256": "a" * 64, "size": -3})
     assert str(info.value) == f"size must be an integer in 1..{MAX_SUBMISSION_BYTES}, got -3"
+    with pytest.raises(SubmissionError) as info:
+        parse_submission({"challenge": "sort", "sha256": "a" * 63, "size": 1})
+    assert str(info.value) == "sha256 is not 64 lowercase hex digits"
     assert MAX_SUBMISSION_BYTES == 64 * 1024 * 1024
 
 
