@@ -366,3 +366,11 @@ def test_a_vector_the_chain_would_refuse_is_never_converted(
     with pytest.raises(AggregationError) as info:
         to_u16(weights, limit)
     assert str(info.value) == message
+
+
+def test_u16_rounding_raises_each_rounded_down_entry_at_most_once() -> None:
+    """Two units short of the sum the cap needs: the two entries rounded down furthest are
+    raised by one each, never one entry by two (it would move further from its target)."""
+    vector = to_u16({0: 667, 1: 432, 2: 150, 3: 58}, 32767)
+    assert vector == {0: 65535, 1: 44238, 2: 15360, 3: 5940}
+    assert sum(vector.values()) == 131073
