@@ -266,6 +266,8 @@ EPOCH_1 = Schedule(1, 100, 100, 1, 97, 197)  # epoch 1 runs 97..196 (deadline 19
         (EPOCH_1, 100, None, None, 10, 1, Step(Action.WAIT, 1, 195)),
         (EPOCH_1, 195, None, None, 10, 1, Step(Action.SUBMIT, 1, 195)),  # the last block that lands
         (EPOCH_1, 100, None, None, 10, 500, Step(Action.SUBMIT, 1, 100)),  # a lead past the start
+        # No weights set yet: nothing to wait for, even at block 0.
+        (Schedule(1, 0, 100, 0, 0, 100), 0, None, None, 10, 500, Step(Action.SUBMIT, 0, 0)),
         (EPOCH_1, 100, 0, None, 10, 5, Step(Action.WAIT, 1, 192)),
         (EPOCH_1, 100, 1, None, 10, 5, Step(Action.WAIT, 2, 292)),  # epoch 1 done: the next
         # LastUpdate 0 is "never": no rate limit to wait for.
