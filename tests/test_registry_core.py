@@ -604,6 +604,11 @@ def edited(path: str, value: object) -> dict:
         ),
         (
             "challenge.version",
+            f"0.0.{MAX_VERSION_NUMBER + 1}",
+            f"challenge.version '0.0.{MAX_VERSION_NUMBER + 1}' has a number above {MAX_VERSION_NUMBER}",
+        ),
+        (
+            "challenge.version",
             f"0.0.0-rc.{MAX_VERSION_NUMBER + 1}",
             f"challenge.version '0.0.0-rc.{MAX_VERSION_NUMBER + 1}' has a number above {MAX_VERSION_NUMBER}",
         ),
@@ -797,3 +802,9 @@ def test_semver_parts_and_text(text: str, parts: tuple) -> None:
 def test_semver_refuses_what_is_not_a_version(text: object) -> None:
     with pytest.raises(SpecError, match="is not a semantic version"):
         SemVer.parse(text)  # type: ignore[arg-type]
+
+
+def test_params_are_kept_as_written() -> None:
+    parsed = parse_spec(edited("params.levels", [1, 2, {"name": "x"}]))
+    assert parsed.params == {"levels": [1, 2, {"name": "x"}]}
+    assert parsed.to_canonical()["params"] == {"levels": [1, 2, {"name": "x"}]}
