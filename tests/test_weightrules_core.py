@@ -23,6 +23,7 @@ from platform_cli.core.weightrules import (
     refusals,
     stake_passes,
     timelocked_refusals,
+    vector_refusals,
     version_key_passes,
 )
 
@@ -411,3 +412,23 @@ def test_the_small_predicates_at_their_limits() -> None:
     assert stake_passes(replace(VIEW, stake=10)) and not stake_passes(replace(VIEW, stake=9))
     assert stake_passes(replace(VIEW, uid=0, stake=0))
     assert not stake_passes(replace(VIEW, uid=None, owner_uid=None, stake=0))
+
+
+def test_a_revealed_vector_is_checked_at_dispatch_with_its_own_stake_and_rate_rules() -> None:
+    """A reveal (the dev chain's ``from_reveal``) runs the dispatch checks alone: the stake and
+    rate rules are reported there, not in the pool."""
+    view = replace(VIEW, stake=9, last_update=1901)
+    assert rows(vector_refusals(view, CALL)) == [
+        (
+            "NotEnoughStakeToSetWeights",
+            "dispatch",
+            "NotEnoughStakeToSetWeights",
+            "stake 9 rao is below the threshold 10",
+        ),
+        (
+            "SettingWeightsTooFast",
+            "dispatch",
+            "SettingWeightsTooFast",
+            "uid 6 last set weights at block 1901; the rate limit is 100 blocks, so block 2001 is the earliest",
+        ),
+    ]
