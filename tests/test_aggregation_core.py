@@ -15,6 +15,7 @@ from platform_cli.core.aggregation import (
     AggregationError,
     ChallengeShare,
     ScoreReport,
+    Withheld,
     aggregate,
     pad_to_min_weights,
     to_u16,
@@ -193,3 +194,183 @@ def test_miners_scored_only_by_a_minority_get_nothing(honest: list[int], liar_sc
     rs += [ScoreReport(f"b{j}", "a", "m2", score) for j, score in enumerate(liar_scores)]
     result = aggregate(rs, stakes_map, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=0)
     assert result.medians[("a", "m2")] == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "median"),
+    [
+        ([(10, 1), (20, 2)], 20),  # 1 of 3 is not half: the next score
+        ([(10, 2), (20, 2), (30, 2)], 20),  # 2 of 6 is not half, 4 of 6 is
+        ([(30, 1), (10, 1)], 10),  # unordered input, exact half: the lower
+        ([(10, 1), (20, 1), (30, 1), (40, 2)], 30),
+    ],
+)
+def test_weighted_median_stops_where_the_running_stake_reaches_half(
+    values: list[tuple[int, int]], median: int
+) -> None:
+    assert weighted_median(values) == median
+
+
+def test_the_median_of_nothing_is_refused() -> None:
+    with pytest.raises(AggregationError) as info:
+        weighted_median([])
+    assert str(info.value) == "weighted median of nothing"
+
+
+@pytest.mark.parametrize(
+    ("shares", "rs", "message"),
+    [
+        ([ChallengeShare("a", -1)], [], "challenge 'a': emission_ppm -1 out of range"),
+        ([ChallengeShare("a", 1_000_001)], [], "challenge 'a': emission_ppm 1000001 out of range"),
+        (
+            [ChallengeShare("a", 600_000), ChallengeShare("b", 400_001)],
+            [],
+            "emission shares add up to 1000001 ppm, more than 1000000",
+        ),
+        ([ChallengeShare("a", 1), ChallengeShare("a", 2)], [], "challenge 'a' listed twice"),
+        (
+            [ChallengeShare("a", 1)],
+            [ScoreReport("v1", "a", "m1", 1.5)],
+            "score of v1 for m1 is not an integer",
+        ),
+        (
+            [ChallengeShare("a", 1)],
+            [ScoreReport("v1", "a", "m1", True)],
+            "score of v1 for m1 is not an integer",
+        ),
+        ([ChallengeShare("a", 1)], [ScoreReport("v2", "a", "m2", -1)], "score -1 of v2 for m2 out of range"),
+    ],
+)
+def test_bad_inputs_are_refused_saying_exactly_why(
+    shares: list[ChallengeShare], rs: list[ScoreReport], message: str
+) -> None:
+    with pytest.raises(AggregationError) as info:
+        aggregate(rs, STAKES, shares, UIDS, 0)
+    assert str(info.value) == message
+
+
+def test_shares_at_their_limits_are_accepted() -> None:
+    rs = reports("a", {"v1": {"m1": 1}}) + reports("b", {"v1": {"m2": SCORE_MAX}})
+    result = aggregate(rs, STAKES, [ChallengeShare("a", 0), ChallengeShare("b", 1_000_000)], UIDS, 0)
+    # A challenge with no share pays nothing and leaves no zero entry in the vector.
+    assert result.weights == {2: UNITS} and result.burned == 0
+    assert result.medians == {("a", "m1"): 1, ("b", "m2"): SCORE_MAX}
+
+
+def test_a_validator_with_the_least_stake_counts_and_outsiders_anywhere_are_skipped() -> None:
+    stakes_map = {"v1": 1, "v2": 1, "v3": 1}
+    rs = [ScoreReport("outsider", "a", "m1", SCORE_MAX), ScoreReport("v1", "nope", "m1", 5)]
+    rs += reports("a", {"v1": {"m1": 8}, "v2": {"m1": 8}, "v3": {"m1": 2}})
+    result = aggregate(rs, stakes_map, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=None)
+    assert result.medians == {("a", "m1"): 8}
+    assert result.weights == {1: UNITS}
+
+
+def test_withheld_scores_name_their_challenge_and_the_rest_still_count() -> None:
+    shares = [ChallengeShare("a", 500_000, 2), ChallengeShare("b", 500_000, 0)]
+    rs = reports("a", {"v1": {"m1": 10, "m2": 10}, "v2": {"m2": 10}}) + reports("b", {"v3": {"m3": 4}})
+    result = aggregate(rs, STAKES, shares, UIDS, burn_uid=0)
+    assert result.withheld == (Withheld("a", "m1", 1, 2),)
+    assert result.medians == {("a", "m2"): 10, ("b", "m3"): 4}
+    assert result.weights == {2: 500_000_000, 3: 500_000_000}
+
+
+def test_a_miner_paid_by_several_challenges_and_the_burn_uid_as_miner_add_up() -> None:
+    shares = [ChallengeShare("a", 300_000), ChallengeShare("b", 200_000)]
+    rs = reports("a", {"v1": {"m1": 1, "owner": 1}}) + reports("b", {"v1": {"m1": 3, "m2": 1}})
+    result = aggregate(rs, STAKES, shares, UIDS, burn_uid=0)
+    # m1: 150M from a + 150M from b; the owner earns 150M in a and gets the 500M unallocated.
+    assert result.weights == {0: 650_000_000, 1: 300_000_000, 2: 50_000_000}
+    assert result.burned == 500_000_000
+
+
+def test_miners_scored_zero_are_paid_nothing_and_are_not_dropped() -> None:
+    rs = reports("a", {"v1": {"m1": 0, "gone": 0}})
+    result = aggregate(rs, STAKES, [ChallengeShare("a", 1_000_000)], UIDS, burn_uid=0)
+    assert result.weights == {0: UNITS} and result.dropped == () and result.burned == UNITS
+
+
+@pytest.mark.parametrize(
+    ("weights", "minimum", "candidates", "limit", "padded", "added"),
+    [
+        ({}, 2, [1, 2], 65535, {1: 15260, 2: 15260}, [1, 2]),  # nothing yet: pads of UNITS / 65535
+        ({5: UNITS}, 2, range(10), 65535, {0: 15260, 5: UNITS}, [0]),  # one short
+        ({1: 0, 2: 10}, 2, [1, 3], 65535, {1: 1, 2: 10}, [1]),  # a zero weight is a free uid
+        ({5: 1, 6: 1}, 2, [], 65535, {5: 1, 6: 1}, []),
+        # Under the cap the small entry survives: counted with the cap, nothing to add.
+        ({1: UNITS, 2: UNITS // 2, 3: 5000}, 3, [], 32768, {1: UNITS, 2: UNITS // 2, 3: 5000}, []),
+        ({1: UNITS, 2: UNITS, 3: 1}, 3, [], 21845, {1: UNITS, 2: UNITS, 3: 1}, []),  # 3 * 21845 == 65535
+        # Five pads push uid 0 (10 of 10**9) below one u16 unit: a sixth pad replaces it.
+        (
+            {0: 10, 1: 99, 2: 83985, 3: UNITS},
+            9,
+            range(10),
+            59759,
+            {0: 10, 1: 99, 2: 83985, 3: UNITS, **dict.fromkeys(range(4, 10), 15260)},
+            [4, 5, 6, 7, 8, 9],
+        ),
+    ],
+)
+def test_padding_adds_exactly_the_uids_that_must_carry_weight(
+    weights: dict[int, int],
+    minimum: int,
+    candidates: range | list[int],
+    limit: int,
+    padded: dict[int, int],
+    added: list[int],
+) -> None:
+    assert pad_to_min_weights(weights, minimum, candidates, limit) == (padded, added)
+
+
+@pytest.mark.parametrize(
+    ("weights", "minimum", "candidates", "message"),
+    [
+        ({}, 1, [], "only 0 uids can carry weight but the subnet requires min_allowed_weights=1"),
+        (
+            {1: UNITS, 2: 1},
+            2,
+            [],
+            "only 2 uids can carry weight but the subnet requires min_allowed_weights=2",
+        ),
+    ],
+)
+def test_padding_that_cannot_reach_the_minimum_says_so(
+    weights: dict[int, int], minimum: int, candidates: list[int], message: str
+) -> None:
+    with pytest.raises(AggregationError) as info:
+        pad_to_min_weights(weights, minimum, candidates)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("weights", "limit", "message"),
+    [
+        ({1: 0, 2: 0}, 65535, "all weights are zero; nothing to set"),
+        (
+            {1: 1, 2: 3},
+            0,
+            "the subnet's max_weight_limit 0/65535 refuses every vector but a lone self-weight; "
+            "this vector has 2: the chain would refuse it",
+        ),
+        (
+            {1: 1, 2: 3},
+            32767,
+            "the subnet's max_weight_limit 32767/65535 needs weight on at least 3 uids; "
+            "this vector has 2: the chain would refuse it",
+        ),
+    ],
+)
+def test_a_vector_the_chain_would_refuse_is_never_converted(
+    weights: dict[int, int], limit: int, message: str
+) -> None:
+    with pytest.raises(AggregationError) as info:
+        to_u16(weights, limit)
+    assert str(info.value) == message
+
+
+def test_u16_rounding_raises_each_rounded_down_entry_at_most_once() -> None:
+    """Two units short of the sum the cap needs: the two entries rounded down furthest are
+    raised by one each, never one entry by two (it would move further from its target)."""
+    vector = to_u16({0: 667, 1: 432, 2: 150, 3: 58}, 32767)
+    assert vector == {0: 65535, 1: 44238, 2: 15360, 3: 5940}
+    assert sum(vector.values()) == 131073

@@ -24,7 +24,7 @@ from platform_cli.chain.records import history
 from platform_cli.chain.runner import WeightSetter
 from platform_cli.chain.settings import ChainSettings, WeightSettings
 from platform_cli.chain.weights import submit_with
-from platform_cli.core.epoch import Action, Schedule, backoff_ms, ms_until, next_step
+from platform_cli.core.epoch import MIN_LEAD_BLOCKS, Action, Schedule, Step, backoff_ms, ms_until, next_step
 from platform_cli.errors import PlatformError
 from platform_cli.identity import KeyStore
 from platform_cli.state import open_state
@@ -254,6 +254,130 @@ def test_next_step_waits_submits_and_skips() -> None:
     assert short.action is Action.SKIP and "lasts 1 block(s)" in short.reason
     assert backoff_ms(0) == 1_000 and backoff_ms(3) == 8_000 and backoff_ms(50) == 60_000
     assert ms_until(10, 13, 12_000) == 36_000 and ms_until(13, 10, 12_000) == 0
+
+
+EPOCH_1 = Schedule(1, 100, 100, 1, 97, 197)  # epoch 1 runs 97..196 (deadline 196); 100 blocks after
+
+
+@pytest.mark.parametrize(
+    ("schedule", "block", "done", "last_update", "rate_limit", "lead", "step"),
+    [
+        # A lead under MIN_LEAD_BLOCKS is raised to it: sent at deadline - 1 at the latest.
+        (EPOCH_1, 100, None, None, 10, 1, Step(Action.WAIT, 1, 195)),
+        (EPOCH_1, 195, None, None, 10, 1, Step(Action.SUBMIT, 1, 195)),  # the last block that lands
+        (EPOCH_1, 100, None, None, 10, 500, Step(Action.SUBMIT, 1, 100)),  # a lead past the start
+        # No weights set yet: nothing to wait for, even at block 0.
+        (Schedule(1, 0, 100, 0, 0, 100), 0, None, None, 10, 500, Step(Action.SUBMIT, 0, 0)),
+        (EPOCH_1, 100, 0, None, 10, 5, Step(Action.WAIT, 1, 192)),
+        (EPOCH_1, 100, 1, None, 10, 5, Step(Action.WAIT, 2, 292)),  # epoch 1 done: the next
+        # LastUpdate 0 is "never": no rate limit to wait for.
+        (EPOCH_1, 150, None, 0, 1000, 5, Step(Action.WAIT, 1, 192)),
+        # The rate limit ends exactly at the last useful block: wait for it, then submit.
+        (EPOCH_1, 190, None, 185, 10, 5, Step(Action.WAIT, 1, 195)),
+        (EPOCH_1, 195, None, 185, 10, 5, Step(Action.SUBMIT, 1, 195)),
+        (
+            EPOCH_1,
+            190,
+            None,
+            186,
+            10,
+            5,
+            Step(
+                Action.SKIP, 1, 196, "rate limit of 10 blocks since block 186 passes epoch 1's deadline 196"
+            ),
+        ),
+        (
+            EPOCH_1,
+            196,
+            None,
+            None,
+            10,
+            5,
+            Step(Action.SKIP, 1, 196, "block 196 is epoch 1's last: weights sent now land in the next epoch"),
+        ),
+        # An epoch of two blocks leaves exactly one to send in.
+        (Schedule(1, 100, 2, 1, 100, 102), 100, None, None, 0, 5, Step(Action.SUBMIT, 1, 100)),
+        (
+            Schedule(1, 100, 1, 1, 100, 101),
+            100,
+            None,
+            None,
+            0,
+            5,
+            Step(Action.SKIP, 1, 100, "epoch 1 lasts 1 block(s): weights sent in it land in the next"),
+        ),
+    ],
+)
+def test_next_step_decides_exactly_at_the_limits(
+    schedule: Schedule,
+    block: int,
+    done: int | None,
+    last_update: int | None,
+    rate_limit: int,
+    lead: int,
+    step: Step,
+) -> None:
+    assert MIN_LEAD_BLOCKS == 2
+    got = next_step(
+        schedule, block, last_done_epoch=done, last_update_block=last_update, rate_limit=rate_limit, lead=lead
+    )
+    assert got == step
+
+
+def test_a_reading_projects_exactly_at_epoch_edges() -> None:
+    s = EPOCH_1
+    assert [s.epoch_of(b) for b in (97, 196, 197, 296, 297)] == [1, 1, 2, 2, 3]
+    assert [s.start_of(e) for e in (1, 2, 3)] == [97, 197, 297]
+    assert [s.deadline(e) for e in (1, 2)] == [196, 296]
+    assert [s.blocks_until_next(b) for b in (97, 196, 197)] == [100, 1, 100]
+    assert Schedule(1, 5, 1, 0, 5, 6).epoch_of(7) == 2  # a tempo of one block is allowed
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda: Schedule(1, 100, 0, 1, 97, 197),
+            "tempo 0 must be positive: epochs never run on this subnet",
+        ),
+        (
+            lambda: Schedule(1, 197, 100, 1, 97, 197),
+            "an epoch reading at block 197 must lie between its epoch's start 97 and the next epoch 197",
+        ),
+        (
+            lambda: Schedule(1, 96, 100, 1, 97, 197),
+            "an epoch reading at block 96 must lie between its epoch's start 97 and the next epoch 197",
+        ),
+        (lambda: EPOCH_1.epoch_of(96), "block 96 is before epoch 1 (block 97), where this reading begins"),
+        (lambda: EPOCH_1.start_of(0), "epoch 0 is before epoch 1, where this reading begins"),
+    ],
+)
+def test_a_reading_refuses_what_it_cannot_say_and_says_why(make: Any, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        make()
+    assert str(info.value) == message
+    assert Schedule(1, 97, 100, 1, 97, 197).start == 97  # a reading at its epoch's first block
+
+
+@pytest.mark.parametrize(
+    ("attempt", "kwargs", "ms"),
+    [
+        (-5, {}, 1_000),
+        (0, {}, 1_000),
+        (1, {}, 2_000),
+        (5, {}, 32_000),
+        (6, {}, 60_000),
+        (30, {"base_ms": 1, "cap_ms": 2**40}, 2**30),
+        (31, {"base_ms": 1, "cap_ms": 2**40}, 2**30),
+        (2, {"base_ms": 3, "cap_ms": 11}, 11),
+    ],
+)
+def test_backoff_doubles_from_its_base_up_to_its_cap(attempt: int, kwargs: dict, ms: int) -> None:
+    assert backoff_ms(attempt, **kwargs) == ms
+
+
+def test_ms_until_counts_whole_blocks() -> None:
+    assert [ms_until(10, t, 12_000) for t in (9, 10, 11, 13)] == [0, 0, 12_000, 36_000]
 
 
 def test_a_lead_that_cannot_meet_the_deadline_is_refused(run: Run, data_dir: Path) -> None:

@@ -97,3 +97,107 @@ def test_ratio_score_clamps():
     assert abi.ratio_score(1, 2) == 500_000_000
     assert abi.ratio_score(5, 2) == abi.SCORE_SCALE
     assert abi.ratio_score(-1, 2) == 0 and abi.ratio_score(1, 0) == 0
+
+
+def metric(name: bytes, value: int = 0) -> bytes:
+    return bytes([len(name)]) + name + struct.pack("<q", value)
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        (b"", "output of 0 bytes is shorter than the 10-byte header"),
+        (header()[:9], "output of 9 bytes is shorter than the 10-byte header"),
+        (header(abi_byte=0), "output abi byte is 0, expected 1"),
+        (header(valid=2), "output valid flag is 2, expected 0 or 1"),
+        (header(score=abi.SCORE_SCALE + 1), "score 1000000001 exceeds 1000000000"),
+        (header(valid=0, score=7), "an invalid result carries score 7, expected 0"),
+        (header(message_len=1025) + b"a" * 1025, "message of 1025 bytes exceeds 1024"),
+        (header(count=33) + metric(b"a") * 33, "33 metrics exceed 32"),
+        (header(message_len=3) + b"ab", "output ends inside the message"),
+        (header(message_len=1) + b"\x80", "message is not UTF-8"),
+        (header(count=2) + metric(b"a"), "output ends before metric 1"),
+        (header(count=1) + metric(b""), "metric 0 has an invalid name b''"),
+        (header(count=1) + metric(b"a" * 33), "metric 0 has an invalid name b'" + "a" * 33 + "'"),
+        (header(count=1) + metric(b"a\n"), "metric 0 has an invalid name b'a\\n'"),  # not [a-z0-9_]
+        (header(count=2) + metric(b"a") + metric(b"b-c"), "metric 1 has an invalid name b'b-c'"),
+        (header(count=1) + b"\x05ab", "metric 0 has an invalid name b'ab'"),  # the name is cut short
+        (header(count=1) + b"\x02ab" + bytes(7), "output ends inside metric 'ab'"),
+        (header(count=2) + metric(b"x_1") * 2, "metric 'x_1' appears twice"),
+        (header() + b"\x00\x00", "2 unexpected bytes after the last metric"),
+        (header(count=1) + metric(b"a") + b"\x00", "1 unexpected bytes after the last metric"),
+    ],
+)
+def test_output_errors_say_exactly_what_is_wrong(data: bytes, error: str) -> None:
+    with pytest.raises(abi.AbiError) as info:
+        abi.decode_output(data)
+    assert str(info.value) == error
+
+
+def test_output_at_every_limit_decodes() -> None:
+    names = [f"m{i:02d}".encode() for i in range(abi.MAX_METRICS - 1)] + [b"z" * abi.MAX_METRIC_NAME]
+    data = (
+        header(message_len=abi.MAX_MESSAGE_BYTES, score=abi.SCORE_SCALE, count=abi.MAX_METRICS)
+        + "é".encode() * 512
+        + b"".join(metric(name, -(2**63)) for name in names)
+    )
+    result = abi.decode_output(data)
+    assert (result.score, result.valid, result.message) == (abi.SCORE_SCALE, True, "é" * 512)
+    assert list(result.metrics) == [name.decode() for name in names]
+    assert set(result.metrics.values()) == {-(2**63)}
+    assert abi.decode_output(header(valid=0, score=0)) == abi.Result(0, False, "", {})
+    assert abi.decode_output(header(count=1) + metric(b"a", 2**63 - 1)).metrics == {"a": 2**63 - 1}
+
+
+def test_a_result_is_written_exactly_as_the_record_says() -> None:
+    result = abi.Result(7, True, "hi", {"n": -2, "ok": 1})
+    assert abi.encode_output(result) == (
+        header(message_len=2, score=7, count=2) + b"hi" + metric(b"n", -2) + metric(b"ok", 1)
+    )
+    assert result.to_canonical() == {
+        "score": 7,
+        "valid": True,
+        "message": "hi",
+        "metrics": {"n": -2, "ok": 1},
+    }
+    with pytest.raises(abi.AbiError, match="an invalid result carries score 7"):
+        abi.encode_output(abi.Result(7, False, "", {}))
+
+
+def test_input_decodes_to_every_field_and_refuses_other_arrays() -> None:
+    seed = bytes(range(32))
+    data = abi.encode_input(
+        challenge_id="sort", version="1.2.3", module_sha256=b"\2" * 32, submission=b"s", seed=seed, params={}
+    )
+    assert abi.decode_input(data) == {
+        "seed": seed,
+        "submission": b"s",
+        "params": {},
+        "challenge_id": "sort",
+        "version": "1.2.3",
+        "module_sha256": b"\2" * 32,
+    }
+    for value in ({"abi": 1}, [1, seed, b"s", {}], [2, seed, b"s", {}, ["sort", "1.2.3", b""]]):
+        with pytest.raises(abi.AbiError) as info:
+            abi.decode_input(canonical.encode(value))
+        assert str(info.value) == "input is not an ABI v1 array"
+    for bad_seed in (bytes(31), bytes(33)):
+        with pytest.raises(ValueError, match="seed must be 32 bytes"):
+            abi.encode_input(
+                challenge_id="sort", version="1", module_sha256=b"", submission=b"", seed=bad_seed, params={}
+            )
+
+
+@pytest.mark.parametrize(("submission", "module"), [(bytes(31), bytes(32)), (bytes(32), bytes(33))])
+def test_seed_hashes_must_be_32_bytes(submission: bytes, module: bytes) -> None:
+    with pytest.raises(ValueError) as info:
+        abi.derive_seed(0, submission, module)
+    assert str(info.value) == "hashes must be 32 bytes"
+
+
+def test_pointer_halves_and_ratio_fixed_point_are_exact() -> None:
+    assert abi.pack_pointer(1, 2) == 2**32 + 2
+    assert abi.unpack_pointer(-1) == (2**32 - 1, 2**32 - 1)
+    assert abi.unpack_pointer(2**64 + 5) == (0, 5)
+    assert abi.ratio_score(1, 3) == 333_333_333 and abi.ratio_score(2, 3) == 666_666_666
+    assert abi.ratio_score(1, 1) == abi.SCORE_SCALE and abi.ratio_score(3, -1) == 0

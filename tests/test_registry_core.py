@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 from platform_cli.config import DEVNET_SUDO, tomllib
 from platform_cli.core import envelope as env
 from platform_cli.core.challenge import (
+    DEFAULT_SUBMISSIONS_PER_EPOCH,
+    MAX_SUBMISSIONS_PER_EPOCH,
+    MAX_VERSION_NUMBER,
     PPM,
     SemVer,
     SpecError,
@@ -471,3 +474,337 @@ def test_the_effective_block_range_includes_its_bounds_and_never_goes_back() -> 
         f"effective block {MAX_BLOCK - 1} is before block {MAX_BLOCK}, "
         "where the previous committed update takes effect"
     )
+
+
+# ---------------------------------------------------------------- which update changed a version
+
+
+def test_each_version_names_the_committed_update_that_last_changed_it() -> None:
+    add, update, deprecate = (
+        signed(Action.ADD, spec("1.0.0"), 1),
+        signed(Action.UPDATE, spec("1.1.0"), 2),
+        signed(Action.DEPRECATE, spec("1.1.0"), 3),
+    )
+    registry = apply(RegistryState(), add, DEVNET_SUDO, effective_block=1)
+    assert registry.versions[("hello", "1.0.0")].update_id == add.message_id()
+    assert registry.active_at(1)["hello"].update_id == add.message_id()
+    registry = apply(registry, update, DEVNET_SUDO, effective_block=2)
+    assert registry.versions[("hello", "1.1.0")].update_id == update.message_id()
+    assert registry.active_at(2)["hello"].update_id == update.message_id()
+    # A superseded version keeps the update that activated it.
+    assert registry.versions[("hello", "1.0.0")].update_id == add.message_id()
+    registry = apply(registry, deprecate, DEVNET_SUDO, effective_block=3)
+    assert registry.versions[("hello", "1.1.0")].update_id == deprecate.message_id()
+
+
+def test_an_uncommitted_update_names_no_update() -> None:
+    registry = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec()))
+    assert registry.versions[("hello", "1.0.0")].update_id == ""
+    registry = apply_update(registry, RegistryUpdate(Action.DEPRECATE, spec()), update_id="u2")
+    registry = apply_update(registry, RegistryUpdate(Action.RETIRE, spec()))
+    assert registry.versions[("hello", "1.0.0")] == VersionRecord(spec(), Lifecycle.RETIRED, "u2")
+
+
+def test_history_lists_only_changed_versions_in_version_order() -> None:
+    registry = commit(RegistryState(), Action.ADD, spec("1.9.0", "b"), block=1)
+    registry = commit(registry, Action.ADD, spec("1.0.0", "a"), block=2, seq=2)
+    registry = commit(registry, Action.UPDATE, spec("1.10.0", "b"), block=3, seq=3)
+    changes = [(t.challenge, t.version, t.state.value, t.effective_block) for t in registry.history]
+    assert changes == [
+        ("b", "1.9.0", "active", 1),
+        ("a", "1.0.0", "active", 2),
+        ("b", "1.9.0", "deprecated", 3),  # 1.9.0 before 1.10.0: by version, not by text
+        ("b", "1.10.0", "active", 3),
+    ]
+
+
+def test_a_draft_must_be_committed_with_the_metadata_it_was_proposed_with() -> None:
+    staged = stage(RegistryState(), RegistryUpdate(Action.ADD, spec()))
+    renamed = dataclasses.replace(spec(), name="Renamed")
+    with pytest.raises(RegistryError) as info:
+        apply_update(staged, RegistryUpdate(Action.ADD, renamed))
+    assert str(info.value) == "hello 1.0.0 was proposed with other metadata"
+
+
+def test_the_emission_refusal_says_what_to_do() -> None:
+    full = apply_update(RegistryState(), RegistryUpdate(Action.ADD, spec(challenge_id="a", emission_ppm=PPM)))
+    with pytest.raises(RegistryError) as info:
+        apply_update(full, RegistryUpdate(Action.ADD, spec(challenge_id="b", emission_ppm=1)))
+    assert str(info.value) == (
+        "activating b 1.0.0 (1 ppm) would make the active emission of mechanism 0 1000001 ppm, "
+        "over 1000000: deprecate or retire another challenge of that mechanism first, or lower the share"
+    )
+
+
+def test_an_over_budget_registry_may_replace_a_share_with_an_equal_one() -> None:
+    legacy = RegistryState(
+        {
+            ("a", "1.0.0"): VersionRecord(spec(challenge_id="a", emission_ppm=700_000), Lifecycle.ACTIVE),
+            ("b", "1.0.0"): VersionRecord(spec(challenge_id="b", emission_ppm=550_000), Lifecycle.ACTIVE),
+        }
+    )
+    same = apply_update(legacy, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 700_000)))
+    assert active_emission(same) == {0: 1_250_000}
+    with pytest.raises(RegistryError, match="1250001 ppm"):
+        apply_update(legacy, RegistryUpdate(Action.UPDATE, spec("1.1.0", "a", 700_001)))
+
+
+def test_a_spec_built_around_the_parser_cannot_exceed_the_budget_alone() -> None:
+    """``parse_spec`` caps a share at the budget; a spec built directly is still refused."""
+    base = spec(mechanism=3)
+    greedy = dataclasses.replace(base, scoring=dataclasses.replace(base.scoring, emission_ppm=PPM + 1))
+    with pytest.raises(RegistryError, match="mechanism 3 1000001 ppm, over 1000000"):
+        apply_update(RegistryState(), RegistryUpdate(Action.ADD, greedy))
+
+
+# ---------------------------------------------------------------- challenge metadata, exactly
+
+_DELETE = object()
+
+
+def edited(path: str, value: object) -> dict:
+    """The sample document with ``section.key`` set to ``value`` (or deleted)."""
+    doc = copy.deepcopy(DOC)
+    *sections, key = path.split(".")
+    table = doc
+    for section in sections:
+        table = table.setdefault(section, {})
+    if value is _DELETE:
+        del table[key]
+    else:
+        table[key] = value
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("challenge.id", "Bad Id", "challenge.id 'Bad Id' is not a slug (a-z, 0-9, '-')"),
+        ("challenge.id", 7, "challenge.id must be a str, got 7"),
+        (
+            "challenge.version",
+            "1.0",
+            "challenge.version '1.0' is not a semantic version (MAJOR.MINOR.PATCH, at most 64 characters)",
+        ),
+        (
+            "challenge.version",
+            "1.0.0-" + "a" * 59,
+            f"challenge.version '1.0.0-{'a' * 59}' is not a semantic version "
+            "(MAJOR.MINOR.PATCH, at most 64 characters)",
+        ),
+        (
+            "challenge.version",
+            f"{MAX_VERSION_NUMBER + 1}.0.0",
+            f"challenge.version '{MAX_VERSION_NUMBER + 1}.0.0' has a number above {MAX_VERSION_NUMBER}",
+        ),
+        (
+            "challenge.version",
+            f"0.{MAX_VERSION_NUMBER + 1}.0",
+            f"challenge.version '0.{MAX_VERSION_NUMBER + 1}.0' has a number above {MAX_VERSION_NUMBER}",
+        ),
+        (
+            "challenge.version",
+            f"0.0.{MAX_VERSION_NUMBER + 1}",
+            f"challenge.version '0.0.{MAX_VERSION_NUMBER + 1}' has a number above {MAX_VERSION_NUMBER}",
+        ),
+        (
+            "challenge.version",
+            f"0.0.0-rc.{MAX_VERSION_NUMBER + 1}",
+            f"challenge.version '0.0.0-rc.{MAX_VERSION_NUMBER + 1}' has a number above {MAX_VERSION_NUMBER}",
+        ),
+        ("challenge.abi", 2, "challenge.abi = 2 is not supported (supported: (1,))"),
+        ("challenge.abi", True, "challenge.abi must be an integer, got True"),
+        ("challenge.entrypoint", "run-it", "challenge.entrypoint 'run-it' is not an export name"),
+        ("challenge.entrypoint", "a" * 65, f"challenge.entrypoint '{'a' * 65}' is not an export name"),
+        ("challenge.name", _DELETE, "challenge.name is required"),
+        ("challenge.name", b"Hello", "challenge.name must be a str, got b'Hello'"),
+        ("challenge.min_validators", 0, "challenge.min_validators = 0 is outside 1..1024"),
+        ("challenge.min_validators", 1025, "challenge.min_validators = 1025 is outside 1..1024"),
+        ("challenge.submissions_per_epoch", 0, "challenge.submissions_per_epoch = 0 is outside 1..1024"),
+        (
+            "challenge.submissions_per_epoch",
+            1025,
+            "challenge.submissions_per_epoch = 1025 is outside 1..1024",
+        ),
+        ("challenge.surprise", 1, "unknown field challenge.surprise"),
+        ("extra", {}, "unknown field challenge.toml.extra"),
+        ("module", "hello.wasm", "challenge.toml.module must be a dict, got 'hello.wasm'"),
+        ("module.path", "", "module.path '' must be a relative path inside the challenge"),
+        ("module.path", "/abs.wasm", "module.path '/abs.wasm' must be a relative path inside the challenge"),
+        (
+            "module.path",
+            "a/../b.wasm",
+            "module.path 'a/../b.wasm' must be a relative path inside the challenge",
+        ),
+        ("module.sha256", "A" * 64, f"module.sha256 '{'A' * 64}' is not 64 lowercase hex digits"),
+        ("module.size", 1, "unknown field module.size"),
+        ("resources.fuel", 999, "resources.fuel = 999 is outside 1000..10000000000000"),
+        ("resources.fuel", 10**13 + 1, "resources.fuel = 10000000000001 is outside 1000..10000000000000"),
+        ("resources.memory_bytes", 65535, "resources.memory_bytes = 65535 is outside 65536..4294967296"),
+        (
+            "resources.memory_bytes",
+            2**32 + 1,
+            "resources.memory_bytes = 4294967297 is outside 65536..4294967296",
+        ),
+        ("resources.wall_ms", 0, "resources.wall_ms = 0 is outside 1..600000"),
+        ("resources.wall_ms", 600_001, "resources.wall_ms = 600001 is outside 1..600000"),
+        ("resources.max_input_bytes", -1, "resources.max_input_bytes = -1 is outside 0..67108864"),
+        (
+            "resources.max_input_bytes",
+            2**26 + 1,
+            "resources.max_input_bytes = 67108865 is outside 0..67108864",
+        ),
+        ("resources.max_output_bytes", 0, "resources.max_output_bytes = 0 is outside 1..67108864"),
+        (
+            "resources.max_output_bytes",
+            2**26 + 1,
+            "resources.max_output_bytes = 67108865 is outside 1..67108864",
+        ),
+        ("resources.fuel", 1.5, "resources.fuel must be an integer, got 1.5"),
+        ("resources.cpu", 1, "unknown field resources.cpu"),
+        ("network.policy", "open", "network.policy 'open' is not supported (only 'none' in ABI v1)"),
+        ("network.hosts", [], "unknown field network.hosts"),
+        ("scoring.emission_ppm", -1, "scoring.emission_ppm = -1 is outside 0..1000000"),
+        ("scoring.emission_ppm", PPM + 1, "scoring.emission_ppm = 1000001 is outside 0..1000000"),
+        ("scoring.mechanism", 256, "scoring.mechanism = 256 is outside 0..255"),
+        ("scoring.mechanism", -1, "scoring.mechanism = -1 is outside 0..255"),
+        ("scoring.burn", 1, "unknown field scoring.burn"),
+        ("params", [], "challenge.toml.params must be a dict, got []"),
+    ],
+)
+def test_spec_errors_say_exactly_what_is_wrong(path: str, value: object, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(edited(path, value))
+    assert str(info.value) == message
+
+
+def test_a_document_that_is_not_a_table_is_refused() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(["challenge"])
+    assert str(info.value) == "[challenge.toml] must be a table"
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("challenge.version", "1.0.0-" + "a" * 58),  # 64 characters
+        ("challenge.version", f"{MAX_VERSION_NUMBER}.{MAX_VERSION_NUMBER}.{MAX_VERSION_NUMBER}"),
+        ("challenge.version", f"0.0.0-x{MAX_VERSION_NUMBER + 1}"),  # not a number: no bound
+        ("challenge.id", "a"),
+        ("challenge.id", "a" * 64),
+        ("challenge.entrypoint", "_" + "a" * 63),
+        ("challenge.min_validators", 1),
+        ("challenge.min_validators", 1024),
+        ("challenge.submissions_per_epoch", 1),
+        ("challenge.submissions_per_epoch", MAX_SUBMISSIONS_PER_EPOCH),
+        ("module.path", "..wasm/x..y"),
+        ("resources.fuel", 1000),
+        ("resources.fuel", 10**13),
+        ("resources.memory_bytes", 65536),
+        ("resources.memory_bytes", 2**32),
+        ("resources.wall_ms", 1),
+        ("resources.wall_ms", 600_000),
+        ("resources.max_input_bytes", 0),
+        ("resources.max_input_bytes", 2**26),
+        ("resources.max_output_bytes", 1),
+        ("resources.max_output_bytes", 2**26),
+        ("scoring.emission_ppm", 0),
+        ("scoring.emission_ppm", PPM),
+        ("scoring.mechanism", 255),
+    ],
+)
+def test_spec_values_at_their_limits_are_accepted(path: str, value: object) -> None:
+    parsed = parse_spec(edited(path, value))
+    assert spec_from_canonical(parsed.to_canonical()) == parsed
+
+
+def test_optional_fields_take_their_documented_defaults() -> None:
+    doc = copy.deepcopy(DOC)
+    for section, key in [
+        ("challenge", "description"),
+        ("challenge", "entrypoint"),
+        ("challenge", "min_validators"),
+        ("scoring", "mechanism"),
+    ]:
+        del doc[section][key]
+    del doc["network"]
+    parsed = parse_spec(doc)
+    assert (parsed.description, parsed.entrypoint, parsed.min_validators) == ("", "evaluate", 1)
+    assert (parsed.scoring.mechanism, parsed.network, parsed.params) == (0, "none", {})
+    assert parsed.submissions_per_epoch == DEFAULT_SUBMISSIONS_PER_EPOCH == 4
+
+
+def test_the_canonical_form_is_pinned_and_leaves_out_a_default_submission_limit() -> None:
+    parsed = parse_spec(DOC)
+    assert parsed.to_canonical() == {
+        "id": "hello",
+        "version": "1.0.0",
+        "name": "Hello",
+        "description": "A minimal challenge used by the registry tests.",
+        "abi": 1,
+        "entrypoint": "evaluate",
+        "module_path": "hello.wasm",
+        "module_sha256": "e7de771c7c753befbc9d57fc16ce282fdcfa0b7ec1487ce0accdc49a992198b5",
+        "resources": {
+            "fuel": 10_000_000,
+            "memory_bytes": 16_777_216,
+            "wall_ms": 1_000,
+            "max_input_bytes": 65_536,
+            "max_output_bytes": 4_096,
+        },
+        "scoring": {"emission_ppm": 100_000, "mechanism": 0},
+        "min_validators": 1,
+        "network": "none",
+        "params": {},
+    }
+    assert parsed.spec_sha256() == "b7f2e19066603a00cf4bd147760aa7daef2143035d9b1291eeb4c10b13dd85fd"
+    five = parse_spec(edited("challenge.submissions_per_epoch", 5))
+    assert five.to_canonical()["submissions_per_epoch"] == 5
+    assert spec_from_canonical(five.to_canonical()).submissions_per_epoch == 5
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([], "challenge metadata must be a map"),
+        ({**spec().to_canonical(), "extra": 1}, "unknown field challenge.extra"),
+        ({k: v for k, v in spec().to_canonical().items() if k != "name"}, "challenge.name is required"),
+        (
+            {**spec().to_canonical(), "submissions_per_epoch": 4},
+            "challenge metadata is not in canonical form",
+        ),
+        ({**spec().to_canonical(), "abi": "1"}, "challenge.abi must be an integer, got '1'"),
+        ({**spec().to_canonical(), "resources": []}, "challenge.resources must be a dict, got []"),
+    ],
+)
+def test_signed_metadata_is_read_back_strictly(value: object, message: str) -> None:
+    with pytest.raises(SpecError) as info:
+        spec_from_canonical(value)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("1.2.3", (1, 2, 3, ())),
+        ("0.0.0-rc.1", (0, 0, 0, ((1, "rc"), (0, 1)))),
+        ("10.20.30-0.a-b", (10, 20, 30, ((0, 0), (1, "a-b")))),
+    ],
+)
+def test_semver_parts_and_text(text: str, parts: tuple) -> None:
+    parsed = SemVer.parse(text)
+    assert (parsed.major, parsed.minor, parsed.patch, parsed.prerelease) == parts
+    assert str(parsed) == text
+    assert parsed.sort_key() == (*parts[:3], not parts[3], parts[3])
+
+
+@pytest.mark.parametrize("text", [None, 1, "01.0.0", "1.0.0-", "1.0.0-01", "v1.0.0", "1.0.0+build"])
+def test_semver_refuses_what_is_not_a_version(text: object) -> None:
+    with pytest.raises(SpecError, match="is not a semantic version"):
+        SemVer.parse(text)  # type: ignore[arg-type]
+
+
+def test_params_are_kept_as_written() -> None:
+    parsed = parse_spec(edited("params.levels", [1, 2, {"name": "x"}]))
+    assert parsed.params == {"levels": [1, 2, {"name": "x"}]}
+    assert parsed.to_canonical()["params"] == {"levels": [1, 2, {"name": "x"}]}

@@ -21,10 +21,12 @@ from platform_cli.core.scores import (
 from platform_cli.core.submission import (
     MAX_SUBMISSION_BYTES,
     SUBMISSION_KIND,
+    Intake,
     Submission,
     SubmissionError,
     parse_submission,
 )
+from platform_cli.core.submission import refusal as intake_refusal
 
 MINER = "5HGjWAeFDfFCWPsjFQdVV2Msvz2XtMktvgocEZcCj68kUMaw"
 OTHER = "5CiPPseXPECbkjWCa6MnjNokrgYjMqmKndv2rSnekmSK2DjL"
@@ -185,3 +187,143 @@ def test_submission_bodies_are_validated(body: object, message: str) -> None:
         parse_submission(body)
     with pytest.raises(SubmissionError):
         Submission.of("sort", b"")
+
+
+def test_submission_errors_say_exactly_what_is_wrong() -> None:
+    with pytest.raises(SubmissionError) as info:
+        parse_submission({"challenge": "sort"})
+    assert str(info.value) == "a submission has exactly the fields ['challenge', 'sha256', 'size']"
+    with pytest.raises(SubmissionError) as info:
+        parse_submission({"challenge": "sort", "sha256": "a" * 64, "size": -3})
+    assert str(info.value) == f"size must be an integer in 1..{MAX_SUBMISSION_BYTES}, got -3"
+    with pytest.raises(SubmissionError) as info:
+        parse_submission({"challenge": "sort", "sha256": "a" * 63, "size": 1})
+    assert str(info.value) == "sha256 is not 64 lowercase hex digits"
+    assert MAX_SUBMISSION_BYTES == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("size", [1, MAX_SUBMISSION_BYTES])
+def test_a_submission_size_may_be_at_either_bound(size: int) -> None:
+    assert parse_submission({"challenge": "sort", "sha256": "a" * 64, "size": size}).size == size
+
+
+INTAKE = Intake(frozenset({MINER}), {"sort": (1000, 2)})
+
+
+@pytest.mark.parametrize(
+    ("miner", "challenge", "size", "accepted", "reason"),
+    [
+        (MINER, "sort", 1000, 1, None),  # exactly the size limit, one slot left
+        (MINER, "sort", 1, 0, None),
+        (OTHER, "sort", 1, 0, "unregistered_miner"),
+        (MINER, "predict", 1, 0, "inactive_challenge"),
+        (MINER, "sort", 1001, 0, "too_large"),
+        (MINER, "sort", 1000, 2, "over_epoch_limit"),  # the limit counts accepted files
+        (MINER, "sort", 1001, 2, "too_large"),  # checked in order: size before the count
+        (OTHER, "predict", 10**9, 9, "unregistered_miner"),
+    ],
+)
+def test_a_validator_takes_a_submission_within_its_limits(
+    miner: str, challenge: str, size: int, accepted: int, reason: str | None
+) -> None:
+    submission = Submission(challenge, "a" * 64, size)
+    assert intake_refusal(submission, miner, INTAKE, accepted) == reason
+
+
+# ---------------------------------------------------------------- report schema, exactly
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"score": 10**9 + 1}, "score must be an integer in 0..1000000000, got 1000000001"),
+        ({"score": True}, "score must be an integer in 0..1000000000, got True"),
+        ({"score": 5.0}, "score must be an integer in 0..1000000000, got 5.0"),
+        ({"epoch": -1}, f"epoch must be an integer in 0..{2**63 - 1}, got -1"),
+        ({"epoch": 2**63}, f"epoch must be an integer in 0..{2**63 - 1}, got {2**63}"),
+        ({"fuel": -1}, f"fuel must be an integer in 0..{2**63 - 1}, got -1"),
+        ({"version": 1}, "version must be a string of at most 128 characters"),
+        ({"outcome": "x" * 129}, "outcome must be a string of at most 128 characters"),
+        ({"challenge": "Predict"}, "challenge 'Predict' is not a challenge id"),
+        ({"submission_sha256": "B" * 64}, "submission_sha256 is not 64 lowercase hex digits"),
+        ({"output_sha256": "c" * 63}, "output_sha256 is neither empty nor 64 lowercase hex digits"),
+        ({"miner": "0" * 48}, "miner '" + "0" * 48 + "' is not an ss58 address"),
+        ({"outcome": "failed", "score": 0}, "outcome 'failed' cannot be reported"),
+        ({"outcome": "o"}, "outcome 'o' cannot be reported"),
+        ({"outcome": "x" * 33}, "outcome '" + "x" * 33 + "' cannot be reported"),
+        ({"outcome": "bad:"}, "outcome 'bad:' cannot be reported"),
+        ({"outcome": "bad:" + "y" * 33}, "outcome 'bad:" + "y" * 33 + "' cannot be reported"),
+        ({"outcome": "trap:oob", "score": 1}, "a 'trap:oob' outcome must score 0"),
+    ],
+)
+def test_report_errors_say_exactly_what_is_wrong(change: dict, message: str) -> None:
+    with pytest.raises(ReportError) as info:
+        parse_report({**REPORT, **change})
+    assert str(info.value) == message
+
+
+def test_report_field_list_is_spelled_out() -> None:
+    with pytest.raises(ReportError) as info:
+        parse_report([])
+    assert str(info.value) == (
+        "an evaluation report has exactly the fields ['challenge', 'epoch', 'fuel', 'miner', "
+        "'module_sha256', 'outcome', 'output_sha256', 'score', 'spec_sha256', 'submission_sha256', 'version']"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"outcome": "ok", "score": 10**9},
+        {"outcome": "ok", "score": 0},
+        {"outcome": "xy", "score": 0},
+        {"outcome": "x" * 32 + ":" + "y" * 32, "score": 0},
+        {"outcome": "trap:a", "score": 0},
+        {"output_sha256": ""},
+        {"epoch": 2**63 - 1, "fuel": 2**63 - 1},
+        {"epoch": 0, "fuel": 0},
+        {"version": "1." + "0" * 126},
+    ],
+)
+def test_report_bodies_at_the_limits_are_accepted(change: dict) -> None:
+    body = {**REPORT, **change}
+    assert parse_report(body).to_body() == body
+
+
+def test_each_refusal_detail_is_exact() -> None:
+    v = dataclasses.replace
+    assert why(v(GOOD, version="")) == (
+        "unbound",
+        "stored before reports named the version, module and metadata they were evaluated with",
+    )
+    assert why(v(GOOD, version="1.0.0")) == (
+        "version_inactive",
+        "predict 1.0.0 is deprecated at block 1234; the active version is 1.1.0",
+    )
+    assert why(v(GOOD, module_sha256="d" * 64)) == (
+        "module_mismatch",
+        f"module {'d' * 16} is not predict 1.1.0's ({'a' * 16})",
+    )
+    assert why(v(GOOD, spec_sha256="d" * 64)) == (
+        "spec_mismatch",
+        f"metadata {'d' * 16} is not the signed metadata of predict 1.1.0 ({'b' * 16})",
+    )
+    assert why(v(GOOD, submission_sha256="d" * 64)) == (
+        "no_submission",
+        f"{MINER} submitted no file {'d' * 16} for predict",
+    )
+
+
+def test_the_tally_keeps_its_block_and_counts_reasons_in_the_documented_order() -> None:
+    v = dataclasses.replace
+    refused = [
+        v(GOOD, submission_sha256="d" * 64),
+        v(GOOD, version=""),
+        v(GOOD, submission_sha256="e" * 64),
+        v(GOOD, challenge="sort"),
+    ]
+    result = tally([*refused, GOOD], ACTIVE, LIFECYCLE, SUBMITTED, 77)
+    assert result.block == 77 and result.counted == (GOOD,)
+    assert [r.report for r in result.refused] == refused
+    assert list(result.reasons().items()) == [("unbound", 1), ("challenge_inactive", 1), ("no_submission", 2)]
+    assert result.refused[3].detail == "no version of sort is active at block 77"

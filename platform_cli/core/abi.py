@@ -36,7 +36,7 @@ MAX_MESSAGE_BYTES = 1024
 MAX_METRICS = 32
 MAX_METRIC_NAME = 32
 _HEADER = struct.Struct("<BBHIH")
-_METRIC_NAME_RE = re.compile(rb"^[a-z0-9_]{1,32}$")
+_METRIC_NAME_RE = re.compile(rb"[a-z0-9_]{1,32}")  # fullmatch: "$" would let a final "\n" in
 _I64 = struct.Struct("<q")
 
 
@@ -139,7 +139,7 @@ def decode_output(data: bytes) -> Result:
             raise AbiError(f"output ends before metric {index}")
         name_len = data[pos]
         name = data[pos + 1 : pos + 1 + name_len]
-        if not _METRIC_NAME_RE.match(name) or len(name) != name_len:
+        if not _METRIC_NAME_RE.fullmatch(name) or len(name) != name_len:
             raise AbiError(f"metric {index} has an invalid name {name!r}")
         pos += 1 + name_len
         if pos + _I64.size > len(data):

@@ -91,11 +91,11 @@ def weighted_median(values: Sequence[tuple[int, int]]) -> int:
     ordered = sorted(values)
     total = sum(stake for _, stake in ordered)
     running = 0
-    for score, stake in ordered:
+    for score, stake in ordered:  # noqa: B007 (the score at which the loop stops is the median)
         running += stake
         if 2 * running >= total:
-            return score
-    return ordered[-1][0]
+            break
+    return score
 
 
 def _check_inputs(reports: Iterable[ScoreReport], challenges: Sequence[ChallengeShare]) -> None:
