@@ -82,7 +82,10 @@ def _configure(workdir: Path, source: str, tests: list[str]) -> None:
         'source_paths = ["platform_cli"]\n'
         f"only_mutate = {_toml_list([source])}\n"
         f"pytest_add_cli_args_test_selection = {_toml_list(tests)}\n"
-        'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-m", "not slow"]\n'
+        # faulthandler's teardown in mutmut's forked children removes wasmtime's trap
+        # handlers, so a sandbox test would die on SIGILL instead of trapping.
+        'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "no:faulthandler",'
+        ' "-m", "not slow"]\n'
         f"also_copy = {_toml_list(ALSO_COPY)}\n"
     )
     target = workdir / "pyproject.toml"
