@@ -32,7 +32,7 @@ log = logging.getLogger("platform.keys")
 
 SCHEMES = ("sr25519", "ed25519")
 KEY_FILE_MAX_BYTES = 64 * 1024
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def verify_signature(scheme: str, ss58: str, message: bytes, signature: bytes) -> bool:
@@ -113,7 +113,7 @@ def _ed25519_from_seed(seed_hex: str) -> Any:
     return SigningKey(bytes.fromhex(seed_hex))
 
 
-_TMP_RE = re.compile(r"^\.(?P<name>.+\.json)\.[0-9a-f]{16}\.tmp$")
+_TMP_RE = re.compile(r"\.(?P<name>.+\.json)\.[0-9a-f]{16}\.tmp")
 """The temporary name of a key file being written (see :meth:`KeyStore._link_new`)."""
 
 
@@ -146,7 +146,7 @@ class KeyStore:
         self.root = Path(data_dir) / "keys"
 
     def path(self, name: str) -> Path:
-        if not _NAME_RE.match(name):
+        if not _NAME_RE.fullmatch(name):
             raise UsageError(f"key name {name!r} is invalid: use letters, digits, '.', '_' or '-' (max 64)")
         return self.root / f"{name}.json"
 
@@ -249,7 +249,7 @@ class KeyStore:
     def _recover(self, root: int, recorded: Callable[[str], bool] | None) -> None:
         """Resolve what writers killed part-way left (called with the directory locked)."""
         for entry in os.listdir(root):
-            match = _TMP_RE.match(entry)
+            match = _TMP_RE.fullmatch(entry)
             if match is None:
                 continue
             linked = _same_file(root, entry, match["name"])

@@ -42,10 +42,10 @@ SIGNED_NAMESPACES = {"eval": "dht.evaluation", "ckpt": "dht.checkpoint"}
 NAMESPACES = (CONTENT_NAMESPACE, *SIGNED_NAMESPACES)
 MAX_KEY_BYTES = 50
 """The longest key py-libp2p 0.8.1 answers FIND_NODE for (unless it is a multihash)."""
-_KEY_RE = re.compile(r"^/([a-z]+)/([A-Za-z0-9_.:-]{1,128})$")
-_SIGNED_KEY_RE = re.compile(r"^/([a-z]+)/([1-9A-HJ-NP-Za-km-z]{46,48})/([A-Za-z0-9_.:-]{1,128})$")
-_COMPACT_RE = re.compile(r"^/([a-z]+)/([A-Za-z0-9_-]{43})$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_KEY_RE = re.compile(r"/([a-z]+)/([A-Za-z0-9_.:-]{1,128})")
+_SIGNED_KEY_RE = re.compile(r"/([a-z]+)/([1-9A-HJ-NP-Za-km-z]{46,48})/([A-Za-z0-9_.:-]{1,128})")
+_COMPACT_RE = re.compile(r"/([a-z]+)/([A-Za-z0-9_-]{43})")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class RecordError(ValueError):
@@ -64,10 +64,10 @@ def _b64(digest: bytes) -> str:
 
 def split(key: str) -> tuple[str, str]:
     """(namespace, name) of a human key; for signed namespaces the name is ``<ss58>/<name>``."""
-    signed = _SIGNED_KEY_RE.match(key)
+    signed = _SIGNED_KEY_RE.fullmatch(key)
     if signed and signed[1] in SIGNED_NAMESPACES:
         return signed[1], f"{signed[2]}/{signed[3]}"
-    match = _KEY_RE.match(key)
+    match = _KEY_RE.fullmatch(key)
     if not match or match[1] != CONTENT_NAMESPACE:
         raise RecordError(
             f"DHT key {key!r} must be /{CONTENT_NAMESPACE}/<sha256 hex> or /<namespace>/<signer ss58>/<name> "
@@ -79,14 +79,14 @@ def split(key: str) -> tuple[str, str]:
 def check_key(key: str) -> str:
     """The namespace of a well-formed human key (a content key must be 64 hex digits)."""
     namespace, name = split(key)
-    if namespace == CONTENT_NAMESPACE and not _HEX64.match(name):
+    if namespace == CONTENT_NAMESPACE and not _HEX64.fullmatch(name):
         raise RecordError(f"submission key {key!r} must be /{CONTENT_NAMESPACE}/<sha256 hex of the value>")
     return namespace
 
 
 def compact_namespace(key: str) -> str | None:
     """The namespace of a key in the compact (DHT) form, or None if it is not one."""
-    match = _COMPACT_RE.match(key)
+    match = _COMPACT_RE.fullmatch(key)
     if not match or match[1] not in NAMESPACES:
         return None
     digest = base64.urlsafe_b64decode(match[2] + "=")
@@ -105,7 +105,7 @@ def dht_key(key: str) -> str:
 
 def with_owner(key: str, signer: str) -> str:
     """``/eval/<name>`` -> ``/eval/<signer>/<name>`` (a full key is returned unchanged)."""
-    match = _KEY_RE.match(key)
+    match = _KEY_RE.fullmatch(key)
     if match and match[1] in SIGNED_NAMESPACES:
         return f"/{match[1]}/{signer}/{match[2]}"
     return key

@@ -33,7 +33,7 @@ DOMAIN = "platform/envelope/v1"
 SCHEMES = ("sr25519", "ed25519")
 SIGNATURE_BYTES = 64
 DEFAULT_MAX_SIZE = 256 * 1024
-_KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_KIND_RE = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
 _WIRE_FIELDS = {"v", "netuid", "genesis", "kind", "signer", "scheme", "seq", "ts", "body", "sig"}
 _FILE_FIELDS = _WIRE_FIELDS - {"sig"} | {"signature"}
 
@@ -196,7 +196,7 @@ def _check_shape(envelope: Envelope) -> None:
         raise EnvelopeError("malformed", f"netuid {net.netuid!r} is not an integer in 0..65535")
     if not isinstance(net.genesis, str) or not 0 < len(net.genesis) <= 128:
         raise EnvelopeError("malformed", "genesis must be a string of 1..128 characters")
-    if not isinstance(envelope.kind, str) or not _KIND_RE.match(envelope.kind):
+    if not isinstance(envelope.kind, str) or not _KIND_RE.fullmatch(envelope.kind):
         raise EnvelopeError("malformed", f"kind {envelope.kind!r} is not a valid kind name")
     if envelope.scheme not in SCHEMES:
         raise EnvelopeError("malformed", f"scheme {envelope.scheme!r} is not one of {SCHEMES}")

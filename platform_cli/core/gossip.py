@@ -37,7 +37,7 @@ MAX_MESSAGE_BYTES = 64 * 1024
 """Gossip cap per message (py-libp2p silently drops 1 MiB+; large data goes by sync)."""
 
 ANNOUNCE_KIND = "peer.announce"
-_TOPIC_RE = re.compile(r"^/platform/(\d{1,5})/([a-z]+)/(\d+)$")
+_TOPIC_RE = re.compile(r"/platform/([0-9]{1,5})/([a-z]+)/([0-9]+)")
 
 
 class Role(Enum):
@@ -75,7 +75,7 @@ def topic_name(netuid: int, short: str) -> str:
 
 def parse_topic(topic: str) -> tuple[int, str] | None:
     """(netuid, short name) of a topic id we know, else None."""
-    match = _TOPIC_RE.match(topic)
+    match = _TOPIC_RE.fullmatch(topic)
     if not match or match[2] not in TOPICS or int(match[3]) != TOPIC_VERSION:
         return None
     return int(match[1]), match[2]

@@ -18,7 +18,7 @@ from platform_cli.errors import PlatformError, StateDamaged
 from platform_cli.files import read_limited
 
 MARKER_FILENAME = "state.id"
-_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_ID_RE = re.compile(r"[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def read_marker(data_dir: Path) -> Marker | None:
         state_id, created_ms = doc["state_id"], int(doc["created_ms"])
     except (ValueError, KeyError, TypeError):
         state_id, created_ms = None, 0
-    if not isinstance(state_id, str) or not _ID_RE.match(state_id):
+    if not isinstance(state_id, str) or not _ID_RE.fullmatch(state_id):
         raise StateDamaged(
             f"state marker {path} is garbled: restore it from a backup of this data dir, or move it "
             "aside only if this data dir never held a state"

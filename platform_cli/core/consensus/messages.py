@@ -43,7 +43,7 @@ KINDS = ROUND_KINDS | {BUNDLE, EVIDENCE, REPORTS}
 VALUE_DOMAIN = "platform/consensus/value/v1"
 MAX_HEIGHT = 2**62
 MAX_ROUND = 1_000_000
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class Step(IntEnum):
@@ -69,7 +69,7 @@ def value_id(value: Any) -> str:
 
 
 def is_hex64(text: Any) -> bool:
-    return isinstance(text, str) and bool(_HEX64.match(text))
+    return isinstance(text, str) and bool(_HEX64.fullmatch(text))
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ from platform_cli.core.consensus.validators import ValidatorSet
 REPORT_SET_DOMAIN = "platform/consensus/report-set/v1"
 WEIGHTS = "weights"
 MAX_REPORTS = 100_000
-_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")
 
 
 class WeightsError(ValueError):
@@ -111,7 +111,7 @@ def report_set_from_canonical(value: Any) -> ReportSet:
         if not isinstance(item, list) or len(item) != 3:
             raise WeightsError("a report is [challenge, miner, score]")
         challenge, miner, score = item
-        if not isinstance(challenge, str) or not _SLUG.match(challenge):
+        if not isinstance(challenge, str) or not _SLUG.fullmatch(challenge):
             raise WeightsError(f"challenge {challenge!r} is not a challenge id")
         if not isinstance(miner, str) or not 1 <= len(miner) <= 64:
             raise WeightsError(f"miner {miner!r} is not a hotkey")
