@@ -42,6 +42,7 @@ from platform_cli.p2p import control, keys, store, sync
 from platform_cli.p2p import dht as dht_adapter
 from platform_cli.p2p.admission import Admission
 from platform_cli.p2p.config import GOSSIP_WINDOW, NodeSettings
+from platform_cli.p2p.hostaddrs import remember_addrs
 from platform_cli.p2p.pubsub import AccountedGossipSub, AccountedPubsub
 from platform_cli.p2p.waker import Signal, Waker
 from platform_cli.state.db import open_state
@@ -91,6 +92,7 @@ class Node:
         pair = keys.load_or_create(self.data_dir)
         noise = NoiseTransport(pair, noise_privkey=x25519_key_pair().private_key)
         self.host = new_host(key_pair=pair, sec_opt={NOISE_ID: noise}, muxer_preference="YAMUX")
+        remember_addrs(self.host)
         self.peer_id = self.host.get_id().to_base58()
         self.admission.local_peer = self.peer_id
         self.admission.on_misbehaving = self.ban
