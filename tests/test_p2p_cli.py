@@ -95,7 +95,8 @@ def test_a_second_node_on_the_same_data_dir_is_refused(run, data_dir) -> None:
         held.close()
     assert result.exit_code == 1
     assert result.stderr == (
-        f"error: another 'platform peer run' is using {data_dir} (it holds {data_dir / 'p2p' / 'node.lock'})\n"
+        f"error: another node ('platform peer run' or 'platform up') is using {data_dir} "
+        f"(it holds {data_dir / 'p2p' / 'node.lock'})\n"
     )
 
 

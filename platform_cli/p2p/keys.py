@@ -51,5 +51,7 @@ def lock_node(data_dir: Path) -> IO[bytes]:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise PlatformError(f"another 'platform peer run' is using {data_dir} (it holds {path})") from None
+        raise PlatformError(
+            f"another node ('platform peer run' or 'platform up') is using {data_dir} (it holds {path})"
+        ) from None
     return handle
