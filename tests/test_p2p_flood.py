@@ -153,6 +153,46 @@ def test_every_message_is_admitted_refused_or_dropped_with_a_reason(tmp_path: Pa
     trio.run(scenario)
 
 
+def test_a_peers_sender_record_is_checked_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same signed record from the same peer is verified once; any other bytes (here
+    another peer's record) are verified afresh and dropped when they do not hold."""
+    from platform_cli.p2p import pubsub as accounted
+
+    checked: list[bytes] = []
+    real = accounted._consume_sender_record
+
+    def counting(rpc: Any, host: Any, peer_id: Any) -> bool:
+        checked.append(rpc.senderRecord)
+        return bool(real(rpc, host, peer_id))
+
+    monkeypatch.setattr(accounted, "_consume_sender_record", counting)
+    miner = _signer(tmp_path / "keys", "miner")
+    _register(tmp_path / "node", miner.ss58)
+
+    async def scenario() -> None:
+        async with node_in_process(tmp_path / "node") as node:
+            host, other = new_host(), new_host()
+            async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+                await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.addrs[0])))
+                stream = await host.new_stream(node.host.get_id(), [TProtocol("/meshsub/1.1.0")])
+                peer = RawPeer(host, stream)
+                own, foreign = env_to_send_in_RPC(host)[0], env_to_send_in_RPC(other)[0]
+                for seq in range(1, 6):
+                    await peer.send(peer.message(_seal(miner, seq), [SUBMISSIONS]), sender_record=own)
+                await peer.send(peer.message(_seal(miner, 6), [SUBMISSIONS]), sender_record=foreign)
+                await peer.send(peer.message(_seal(miner, 7), [SUBMISSIONS]), sender_record=own)
+                await await_until(
+                    lambda: _balanced(traffic_totals(node.state), 7), 10, "every message accounted for"
+                )
+            assert traffic_totals(node.state)["admitted"] == 6
+            assert _reasons(node.state) == {("dropped", "bad_sender_record"): 1}
+            assert checked == [own, foreign]
+
+    trio.run(scenario)
+
+
 class WriteCounter:
     """Counts the write transactions a connection begins (sqlite's trace callback)."""
 
