@@ -105,3 +105,80 @@ def test_round_trip_and_uniqueness(value: object) -> None:
     encoded = canonical.encode(value)
     assert canonical.decode(encoded) == value
     assert canonical.encode(canonical.decode(encoded)) == encoded
+
+
+def _nested(levels: int) -> object:
+    value: object = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_nesting_limit_is_exact_in_both_directions() -> None:
+    """MAX_DEPTH containers around a leaf are accepted by encode and decode; one more is not."""
+    deepest = _nested(canonical.MAX_DEPTH)
+    encoded = canonical.encode(deepest)
+    assert canonical.decode(encoded) == deepest
+    with pytest.raises(CanonicalError, match=f"nested deeper than {canonical.MAX_DEPTH} levels"):
+        canonical.encode(_nested(canonical.MAX_DEPTH + 1))
+    too_deep = "81" * (canonical.MAX_DEPTH + 1) + "00"
+    with pytest.raises(CanonicalError):
+        canonical.decode(bytes.fromhex(too_deep))
+    maps = {"k": _nested(canonical.MAX_DEPTH)}
+    with pytest.raises(CanonicalError, match="deeper"):
+        canonical.encode(maps)
+
+
+def test_errors_name_the_place_and_the_cause() -> None:
+    cases = [
+        ({"a": [1, {"b": 1.5}]}, "$.a[1].b: floats are not allowed (use fixed-point integers)"),
+        ([0, 2**64], "$[1]: integer 18446744073709551616 is outside the 64-bit range"),
+        ({"a": {3: 0}}, "$.a: map key 3 is not a string"),
+        ({"x": {1, 2}}, "$.x: type set is not encodable"),
+    ]
+    for value, message in cases:
+        with pytest.raises(CanonicalError) as info:
+            canonical.encode(value)
+        assert str(info.value) == message
+    with pytest.raises(CanonicalError) as info:
+        canonical.check_value([1.0], path="body")
+    assert str(info.value) == "body[0]: floats are not allowed (use fixed-point integers)"
+
+
+def test_the_64_bit_range_is_exact() -> None:
+    for inside in (2**64 - 1, -(2**64), 0, -1):
+        assert canonical.decode(canonical.encode(inside)) == inside
+    for outside in (2**64, -(2**64) - 1):
+        with pytest.raises(CanonicalError, match="outside the 64-bit range"):
+            canonical.check_value(outside)
+
+
+def test_tuples_encode_as_lists_and_booleans_are_not_integers() -> None:
+    assert canonical.encode((1, 2)) == canonical.encode([1, 2])
+    assert canonical.encode(True) != canonical.encode(1)
+    assert canonical.decode(canonical.encode([True, False])) == [True, False]
+
+
+def test_size_limit_is_exact() -> None:
+    data = canonical.encode(b"x" * 100)
+    assert canonical.decode(data, max_size=len(data)) == b"x" * 100
+    with pytest.raises(CanonicalError) as info:
+        canonical.decode(data, max_size=len(data) - 1)
+    assert str(info.value) == f"{len(data)} bytes exceeds the limit of {len(data) - 1}"
+
+
+@pytest.mark.parametrize(
+    ("hexed", "message"),
+    [
+        ("1801", "not the canonical encoding of its value"),
+        ("a2616201616102", "not the canonical encoding of its value"),
+        ("0001", "not the canonical encoding of its value"),  # cbor2 reads one item: trailing bytes differ
+        ("62c3", "not valid CBOR"),
+        ("f93c00", "floats are not allowed"),
+        ("5f4101ff", "not valid CBOR"),
+        ("a2616101616102", "not valid CBOR"),
+    ],
+)
+def test_decode_says_why(hexed: str, message: str) -> None:
+    with pytest.raises(CanonicalError, match=message):
+        canonical.decode(bytes.fromhex(hexed))

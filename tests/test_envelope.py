@@ -161,13 +161,32 @@ def test_malformed_envelopes_are_refused(signer: Signer) -> None:
             env.from_wire(canonical.encode(bad))
 
 
-def test_file_form_refuses_floats_and_duplicate_keys() -> None:
-    with pytest.raises(env.EnvelopeError, match="not an integer"):
-        env.strict_json_loads('{"seq": 1.0}')
-    with pytest.raises(env.EnvelopeError, match="duplicate"):
-        env.strict_json_loads('{"seq": 1, "seq": 2}')
-    with pytest.raises(env.EnvelopeError, match="not an integer"):
-        env.strict_json_loads('{"x": NaN}')
+@pytest.mark.parametrize(
+    ("text", "reason", "message"),
+    [
+        ('{"seq": 1.0}', "non_canonical", "number 1.0 is not an integer"),
+        ('{"x": [1e3]}', "non_canonical", "number 1e3 is not an integer"),
+        ('{"x": NaN}', "non_canonical", "number NaN is not an integer"),
+        ('{"x": -Infinity}', "non_canonical", "number -Infinity is not an integer"),
+        ('{"seq": 1, "seq": 2}', "malformed", "duplicate key in JSON object"),
+        ('{"seq": 1,}', "malformed", "not valid JSON"),
+        (b'{"seq": "\\xff"}'.replace(b"\\xff", b"\xff"), "malformed", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "malformed", "JSON nested too deeply"),
+        ('{"n": ' + "9" * 5000 + "}", "malformed", "not acceptable JSON"),
+    ],
+)
+def test_file_form_refusals_keep_their_reason(text: str | bytes, reason: str, message: str) -> None:
+    """A hook's refusal (a float) keeps its reason: it is not relabelled as bad JSON."""
+    with pytest.raises(env.EnvelopeError, match=message) as info:
+        env.strict_json_loads(text)
+    assert info.value.reason == reason
+
+
+def test_file_form_accepts_integers_of_any_sign_and_nesting() -> None:
+    assert env.strict_json_loads('{"a": [-1, 0, 18446744073709551615], "b": {"c": null}}') == {
+        "a": [-1, 0, 2**64 - 1],
+        "b": {"c": None},
+    }
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -275,6 +275,8 @@ def strict_json_loads(text: str | bytes) -> Any:
         return json.loads(
             text, object_pairs_hook=no_duplicates, parse_float=no_float, parse_constant=no_float
         )
+    except EnvelopeError:
+        raise  # a hook's refusal, with its own reason (an EnvelopeError is a ValueError)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise EnvelopeError("malformed", f"not valid JSON: {exc}") from None
     except RecursionError:
