@@ -127,6 +127,12 @@ def test_nesting_limit_is_exact_in_both_directions() -> None:
     maps = {"k": _nested(canonical.MAX_DEPTH)}
     with pytest.raises(CanonicalError, match="deeper"):
         canonical.encode(maps)
+    deepest_maps: object = 0
+    for _ in range(canonical.MAX_DEPTH):
+        deepest_maps = {"k": deepest_maps}
+    assert canonical.decode(canonical.encode(deepest_maps)) == deepest_maps
+    with pytest.raises(CanonicalError, match="deeper"):
+        canonical.encode({"k": deepest_maps})
 
 
 def test_errors_name_the_place_and_the_cause() -> None:
@@ -167,18 +173,22 @@ def test_size_limit_is_exact() -> None:
     assert str(info.value) == f"{len(data)} bytes exceeds the limit of {len(data) - 1}"
 
 
+NOT_CANONICAL = "not the canonical encoding of its value"
+
+
 @pytest.mark.parametrize(
-    ("hexed", "message"),
+    ("hexed", "prefix"),
     [
-        ("1801", "not the canonical encoding of its value"),
-        ("a2616201616102", "not the canonical encoding of its value"),
-        ("0001", "not the canonical encoding of its value"),  # cbor2 reads one item: trailing bytes differ
-        ("62c3", "not valid CBOR"),
-        ("f93c00", "floats are not allowed"),
-        ("5f4101ff", "not valid CBOR"),
-        ("a2616101616102", "not valid CBOR"),
+        ("1801", NOT_CANONICAL),
+        ("a2616201616102", NOT_CANONICAL),
+        ("0001", NOT_CANONICAL),  # cbor2 reads one item: the trailing byte makes it differ
+        ("62c3", "not valid CBOR: "),
+        ("5f4101ff", "not valid CBOR: "),
+        ("a2616101616102", "not valid CBOR: "),
+        ("f93c00", "$: floats are not allowed"),
     ],
 )
-def test_decode_says_why(hexed: str, message: str) -> None:
-    with pytest.raises(CanonicalError, match=message):
+def test_decode_says_why(hexed: str, prefix: str) -> None:
+    with pytest.raises(CanonicalError) as info:
         canonical.decode(bytes.fromhex(hexed))
+    assert str(info.value) == prefix if prefix == NOT_CANONICAL else str(info.value).startswith(prefix)
