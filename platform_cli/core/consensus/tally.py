@@ -38,10 +38,14 @@ class StepVotes:
     def add(
         self, value: str | None, envelope: Envelope, relevant: str | None = None
     ) -> tuple[bool, Envelope | None]:
-        """(counted, the signer's earlier vote for another value or None)."""
+        """(counted, the signer's earlier vote for another value or None). A signer
+        outside the set has no stake and is not counted: it must not add to a quorum's
+        count either."""
         signer = envelope.signer
         votes = self.by_signer.get(signer)
         stake = self.validators.stake_of(signer)
+        if not stake:
+            return False, None
         if votes is None:
             self.by_signer[signer] = {value: envelope}
             self._any_stake += stake
