@@ -198,6 +198,12 @@ def test_function_count_limit() -> None:
     assert str(error) == f"{v.MAX_FUNCTIONS + 1} functions exceed the limit of {v.MAX_FUNCTIONS}"
 
 
+def test_function_body_count_limit() -> None:
+    data = module(section(1, vec([EMPTY_TYPE])), section(10, uleb(v.MAX_FUNCTIONS + 1)))
+    error = refused(data)
+    assert str(error) == f"{v.MAX_FUNCTIONS + 1} function bodies exceed the limit of {v.MAX_FUNCTIONS}"
+
+
 def test_bodies_must_match_functions() -> None:
     data = module(
         section(1, vec([EMPTY_TYPE])), section(3, vec([b"\x00", b"\x00"])), section(10, vec([EMPTY_BODY]))
@@ -234,16 +240,16 @@ def test_bodies_are_recorded_with_their_offsets() -> None:
 
 def test_each_body_is_read_with_its_own_type() -> None:
     """Imported functions come first in the index space: a body's type is found after them."""
-    types = [EMPTY_TYPE, b"\x60\x02\x7f\x7f\x00"]
+    types = [EMPTY_TYPE, b"\x60\x02\x7f\x7f\x00", b"\x60\x01\x7e\x00"]
     data = module(
         section(1, vec(types)),
         section(2, vec([name("platform") + name("log") + b"\x00\x00"])),
-        section(3, vec([b"\x01", b"\x00"])),
+        section(3, vec([b"\x01", b"\x02"])),
         section(10, vec([EMPTY_BODY, EMPTY_BODY])),
     )
     shape = check(data)
-    assert shape.function_types == [0, 1, 0]
-    assert [b.params for b in shape.bodies] == [2, 0]
+    assert shape.function_types == [0, 1, 2]
+    assert [b.params for b in shape.bodies] == [2, 1]
 
 
 def nested(depth: int) -> bytes:
@@ -270,6 +276,13 @@ def big_body(size: int) -> bytes:
 
 def test_submission_function_size_limit() -> None:
     limit = v.MAX_SUBMISSION_FUNCTION_BYTES
+    plain = validate(
+        module(functions([big_body(limit + 1)])),
+        max_bytes=v.MAX_CHALLENGE_MODULE_BYTES,
+        max_memory_bytes=CAP,
+        allowed_imports=v.HOST_IMPORTS,
+    )
+    assert plain.functions == 1  # the challenge role is the default
     assert check(module(functions([big_body(limit)])), submission=True)
     error = refused(module(functions([EMPTY_BODY, big_body(limit + 1)])), submission=True)
     assert str(error) == f"function 1 body of {limit + 1} bytes exceeds the limit of {limit}"
@@ -342,6 +355,17 @@ def test_memory_limits() -> None:
     error = refused(module(section(5, vec([b"\x00\x01"] * 2))))
     assert str(error) == f"2 memories exceed the limit of {v.MAX_MEMORIES}"
     assert check(module(section(5, vec([b"\x01\x01\x02"])))).initial_memory == v.PAGE
+
+
+def test_limits_flags_name_what_they_limit() -> None:
+    shared = refused(module(section(5, vec([b"\x03\x01\x01"]))))
+    assert str(shared) == "shared memory is not allowed (threads are off)"
+    wide = refused(module(section(5, vec([b"\x04\x01"]))))
+    assert str(wide) == "memory limits flag 0x04 is not allowed (memory64, custom pages)"
+    table = refused(module(section(4, vec([b"\x70\x04\x01"]))))
+    assert str(table) == "table limits flag 0x04 is not allowed (memory64, custom pages)"
+    shared_table = refused(module(section(4, vec([b"\x70\x03\x01\x01"]))))
+    assert str(shared_table) == "shared table is not allowed (threads are off)"
 
 
 def test_global_and_export_limits() -> None:
