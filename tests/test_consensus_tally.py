@@ -119,3 +119,17 @@ def test_a_round_log_keeps_two_separate_steps() -> None:
     log.prevotes.add(X, vote(A))
     assert log.prevotes.has(A, X) and not log.precommits.has(A, X)
     assert log.prevotes.validators is log.validators is log.precommits.validators
+
+
+def test_a_heavy_validator_needs_company_by_count() -> None:
+    """Stake alone is not enough: 98% of it from two of four validators is no quorum, for a
+    first vote as for an equivocator's second."""
+    votes = StepVotes(ValidatorSet.from_stakes(7, {A: 97, B: 1, C: 1, D: 1}))
+    votes.add(X, vote(A))
+    votes.add(X, vote(B))
+    assert not votes.quorum_for(X)
+    votes.add(Y, vote(A, 1), relevant=Y)  # A equivocates towards the proposal's value
+    votes.add(Y, vote(C, 1))
+    assert not votes.quorum_for(Y)
+    votes.add(Y, vote(D, 1))
+    assert votes.quorum_for(Y)
