@@ -186,7 +186,8 @@ def _checked(
 
 
 def _share(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.2f}%" if whole else "0%"
+    """``part`` of ``whole`` as a percentage (a validator set's total stake is never 0)."""
+    return f"{100 * part / whole:.2f}%"
 
 
 def verify(
