@@ -173,3 +173,57 @@ def test_entries_for_another_height_or_log_are_refused_by_name(world: World) -> 
     garbled = {"height": 1}
     reason = validity.validate(ledger, view, checker(world), garbled, EARLY_MS)
     assert reason is not None and reason != "None" and "entry" in reason
+
+
+def test_weights_refusals_name_every_validator_and_both_hashes() -> None:
+    """Seven validators (a quorum is five): refusals list each validator concerned."""
+    import re
+
+    from platform_cli.core.consensus import weights as wt
+    from tests.test_consensus_actions import Clock, view_with_bundles
+    from tests.test_consensus_actions import checker as plain_checker
+
+    seven = World(seed=11, count=7, heights=3, spread=0.0)
+    ledger = Ledger.start(seven.genesis)
+    censor = view_with_bundles(seven, [0, 1, 2, 3, 4])
+    value = validity.propose(ledger, censor, plain_checker(seven), Clock.now)
+    (action,) = [a for a in map(parse_action, value["actions"]) if isinstance(a, wt.WeightsAction)]
+    holder = view_with_bundles(seven, list(range(7)))
+    names = ", ".join(k.ss58 for k in seven.keys[5:])
+    assert validity.validate(ledger, holder, plain_checker(seven), value, Clock.now) == (
+        f"action 0 ({wt.WEIGHTS}): leaves out the bundle of {names}, held here since before the cutoff"
+    )
+    lacking = view_with_bundles(seven, [0, 1, 2, 3, 4])
+    for bundle in action.bundles[:2]:
+        del lacking.report_sets[wt.parse_bundle(bundle).root]
+    missing = ", ".join(b.signer for b in action.bundles[:2])
+    assert validity.validate(ledger, lacking, plain_checker(seven), value, Clock.now) == (
+        f"action 0 ({wt.WEIGHTS}): missing the report sets of {missing}: fetch them first"
+    )
+    changed = {**action.to_canonical(), "vector_hash": "cd" * 32}
+    bad = {**value, "actions": [changed]}
+    reason = validity.validate(ledger, censor, plain_checker(seven), bad, Clock.now)
+    assert reason is not None
+    assert re.fullmatch(
+        rf"action 0 \({wt.WEIGHTS}\): recomputed vector_hash [0-9a-f]{{16}}… differs from the proposed cdcdcdcdcdcdcdcd…",
+        reason,
+    )
+    assert action.vector_hash[:16] in reason
+
+
+def test_an_oversized_registry_update_is_not_proposed(world: World) -> None:
+    """A sudo-signed update over the registry's 64 KiB cap is refused where it stands in the
+    pool; taken in, it would push the updates after it out of the size-trimmed entry."""
+    from platform_cli.consensus.sim_world import _spec
+    from platform_cli.core.challenge import spec_from_canonical
+
+    spec = _spec("cbig", "1.0.0")
+    spec["description"] = "x" * (validity.REGISTRY_UPDATE_MAX_BYTES + 1)
+    big = env.seal(
+        network=NETWORK, kind=reg.UPDATE_KIND, signer=world.sudo.ss58, scheme=world.sudo.scheme, seq=999,
+        ts_ms=1, body={"action": "add", "challenge": spec_from_canonical(spec).to_canonical()},
+        sign=world.sudo.sign,
+    )  # fmt: skip
+    ledger = Ledger.start(world.genesis)
+    actions = proposed(world, ledger, View(world, pool=[big, world.updates[1]]))
+    assert [a.envelope for a in actions] == [world.updates[1]]
