@@ -187,7 +187,7 @@ def rank(key: str, value: bytes) -> tuple[str, int, int] | None:
     ``key`` and which its key's owner signed (shape only: validate before trusting)."""
     try:
         envelope = env.from_wire(value, max_size=MAX_RECORD_BYTES)
-        human = envelope.body["key"] if isinstance(envelope.body, dict) else None
+        human = envelope.body.get("key") if isinstance(envelope.body, dict) else None
         if not isinstance(human, str) or dht_key(human) != key or owner(human) != envelope.signer:
             return None
     except (env.EnvelopeError, RecordError):
