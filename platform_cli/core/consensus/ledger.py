@@ -95,10 +95,9 @@ class Ledger:
         ledger = self
         for index, raw in enumerate(entry.actions):
             try:
-                action = parse_action(raw)
-            except ActionError as exc:
+                ledger = ledger.apply_action(parse_action(raw), entry.height)
+            except (ActionError, LedgerError) as exc:
                 raise LedgerError(f"action {index}: {exc}") from None
-            ledger = ledger.apply_action(action, entry.height)
         validators = ledger.pending_validators or ledger.validators
         return replace(
             ledger, height=entry.height, head=entry.id, validators=validators, pending_validators=None
@@ -106,7 +105,7 @@ class Ledger:
 
     def apply_action(self, action: Action, height: int) -> Ledger:
         if isinstance(action, RegistryAction):
-            return self._apply_registry(action, height)
+            return self._apply_registry(action)
         if isinstance(action, WeightsAction):
             key = (action.mechid, action.epoch)
             if key in self.weights:
@@ -116,7 +115,7 @@ class Ledger:
             )
         return self._apply_validators(action)
 
-    def _apply_registry(self, action: RegistryAction, height: int) -> Ledger:
+    def _apply_registry(self, action: RegistryAction) -> Ledger:
         update_id = action.update_id
         if self.committed_update(update_id):
             raise LedgerError(f"registry update {update_id[:16]}… is already in the log")
