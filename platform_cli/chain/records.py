@@ -13,14 +13,13 @@ deadline passed without our weights.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from platform_cli.clock import now_ms
-from platform_cli.core import canonical
+from platform_cli.core.consensus import weights as consensus_weights
 from platform_cli.errors import PlatformError
 from platform_cli.state import audit
 from platform_cli.state.db import State, write_transaction
@@ -41,14 +40,10 @@ class Vector:
 
     @property
     def vector_hash(self) -> str:
-        body = {
-            "netuid": self.netuid,
-            "mechid": self.mechid,
-            "epoch": self.epoch,
-            "snapshot_block": self.snapshot_block,
-            "weights": [[uid, w] for uid, w in sorted(self.weights.items())],
-        }
-        return hashlib.sha256(canonical.encode(body)).hexdigest()
+        """The hash consensus agrees on for the same vector."""
+        return consensus_weights.vector_hash(
+            self.netuid, self.mechid, self.epoch, self.snapshot_block, self.weights
+        )
 
     def summary(self) -> dict[str, Any]:
         """What identifies the vector, for people and the audit log."""

@@ -179,7 +179,7 @@ class WeightsContext:
 
 
 def vector_hash(netuid: int, mechid: int, epoch: int, snapshot_block: int, weights: Mapping[int, int]) -> str:
-    """The hash ``chain.records.Vector.vector_hash`` gives the same vector."""
+    """The hash that identifies an epoch's vector, in consensus and in `platform weights`' records."""
     body = {
         "netuid": netuid,
         "mechid": mechid,
