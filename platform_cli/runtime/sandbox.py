@@ -193,7 +193,9 @@ def _func(exports: Any, store: Any, name: str, params: list[str], results: list[
         raise _Refused("abi_error", f"missing export function {name!r}")
     kind = item.type(store)
     if [str(p) for p in kind.params] != params or [str(r) for r in kind.results] != results:
-        raise _Refused("abi_error", f"export {name!r} must have type ({', '.join(params)}) -> {results}")
+        raise _Refused(
+            "abi_error", f"export {name!r} must have type ({', '.join(params)}) -> ({', '.join(results)})"
+        )
     return item
 
 
