@@ -19,7 +19,7 @@ from typing import Any
 
 from platform_cli.core import canonical
 from platform_cli.core import envelope as env
-from platform_cli.core.consensus.messages import ROUND_KINDS, MessageError, Slot, Step, parse
+from platform_cli.core.consensus.messages import ROUND_KINDS, MessageError, Slot, parse, slot_name
 from platform_cli.core.consensus.validators import ValidatorSet
 
 EVIDENCE_VERSION = 1
@@ -122,11 +122,6 @@ def _pair(a: env.Envelope, b: env.Envelope) -> Evidence:
     return Evidence(a, b)
 
 
-def _named(slot: Slot) -> str:
-    height, round_, step = slot
-    return f"height {height} round {round_} {Step(step).name.lower()}"
-
-
 def _signed(envelope: env.Envelope, verify_signature: env.SignatureVerifier) -> bool:
     return len(envelope.signature) == env.SIGNATURE_BYTES and verify_signature(
         envelope.scheme, envelope.signer, envelope.signing_payload(), envelope.signature
@@ -154,7 +149,9 @@ def verify(
     except MessageError as exc:
         raise EvidenceError(f"a message body is malformed: {exc}") from None
     if slot_a != slot_b:
-        raise EvidenceError(f"the messages are at different slots: {_named(slot_a)} and {_named(slot_b)}")
+        raise EvidenceError(
+            f"the messages are at different slots: {slot_name(slot_a)} and {slot_name(slot_b)}"
+        )
     if canonical.encode(a.body) == canonical.encode(b.body):
         raise EvidenceError("the messages say the same thing: no conflict")
     for name, envelope in (("first", a), ("second", b)):

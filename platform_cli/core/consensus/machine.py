@@ -62,6 +62,7 @@ from platform_cli.core.consensus.messages import (
     Step,
     Vote,
     parse,
+    slot_name,
     value_id,
 )
 from platform_cli.core.consensus.params import Timeouts
@@ -655,7 +656,9 @@ class Machine:
             message.slot, message.kind, message.body(), self.resume_state(), self._now
         )
         if envelope is None:
-            self._refuse("guard", self.me, f"the signing guard refused slot {message.slot}", fault="local")
+            self._refuse(
+                "guard", self.me, f"the signing guard refused {slot_name(message.slot)}", fault="local"
+            )
             return
         self._own[message.slot] = envelope
         self._record(message, envelope)

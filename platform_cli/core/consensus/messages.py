@@ -59,6 +59,12 @@ Slot = tuple[int, int, int]
 """(height, round, step): where a message sits in the protocol."""
 
 
+def slot_name(slot: Slot) -> str:
+    """A slot as people read it: ``height 3 round 1 prevote``."""
+    height, round_, step = slot
+    return f"height {height} round {round_} {Step(step).name.lower()}"
+
+
 class MessageError(ValueError):
     """A consensus body that does not follow the schema."""
 
