@@ -535,7 +535,7 @@ class StallingSubstrate(DevSubstrate):
 
 
 def test_a_lost_answer_leaves_the_submission_pending_until_the_chain_shows_it(
-    run: Run, data_dir: Path
+    run: Run, data_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     ok(run("chain", "dev", "init", "--tempo", "20", "--rate-limit", "5"))
     import_key(run, "validator", "validator-0")
@@ -552,8 +552,17 @@ def test_a_lost_answer_leaves_the_submission_pending_until_the_chain_shows_it(
                 signer = KeyStore(data_dir).signer("validator")
                 await submit_with(client, state, WeightSettings(), signer, NETUID)
 
-    with pytest.raises(PlatformError, match=r"may or may not have landed \(.*no answer within 3 s"):
+    with (
+        caplog.at_level(logging.INFO, logger="platform.weights"),
+        pytest.raises(PlatformError, match=r"may or may not have landed \(.*no answer within 3 s"),
+    ):
         asyncio.run(submit())
+    me = KeyStore(data_dir).signer("validator").ss58
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weights.unknown")]
+    assert (
+        line.startswith(f"weights.unknown epoch={epoch} hotkey={me} error=")
+        and "no answer within 3 s" in line
+    )
     landed = [e for e in dev.extrinsics() if e["function"] == "set_mechanism_weights"]
     dev.release()
     assert [e["success"] for e in landed] == [1]

@@ -464,3 +464,130 @@ def test_an_sdk_plan_with_another_u16_row_is_refused_before_anything_is_written(
             "weights.compute"
         ]
         assert records.fixed_by(state, NETUID, 0, network) is None  # the computed vector is not fixed
+
+
+def submit_in_process(data_dir: Path, substrate: type | None = None, key: str = "validator", **options: Any):
+    """``submit_with`` over the dev chain, through ``substrate`` (a DevSubstrate subclass)."""
+    import asyncio
+
+    from platform_cli.chain.adapter import ChainClient
+    from platform_cli.chain.dev.substrate import DevSubstrate
+    from platform_cli.chain.settings import ChainSettings, WeightSettings
+    from platform_cli.chain.weights import submit_with
+    from platform_cli.identity import KeyStore
+
+    chain = DevChain(data_dir / "devchain.db")
+
+    async def submit():
+        link = (substrate or DevSubstrate)(chain)
+        async with ChainClient(ChainSettings(dev_db=data_dir / "devchain.db"), link) as client:
+            with open_state(data_dir) as state:
+                signer = KeyStore(data_dir).signer(key)
+                return await submit_with(client, state, WeightSettings(), signer, NETUID, **options)
+
+    try:
+        return asyncio.run(submit())
+    finally:
+        chain.release()
+
+
+def weights_log(caplog: pytest.LogCaptureFixture, event: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"weights.{event} ")]
+
+
+def test_a_chain_refusal_after_the_preflight_is_a_failed_row_with_the_chains_reason(
+    data_dir: Path, network: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from platform_cli.chain.dev.substrate import DevSubstrate
+    from platform_cli.chain.records import history
+    from platform_cli.errors import PlatformError
+
+    class RacingSubstrate(DevSubstrate):
+        """The same weights land just before ours (another process on our key), so the
+        chain refuses ours although the preflight passed."""
+
+        async def submit(self, call: Any, keypair: Any, **kw: Any) -> Any:
+            await super().submit(call, keypair, **kw)
+            return await super().submit(call, keypair, **kw)
+
+    with caplog.at_level(logging.INFO, logger="platform.weights"), pytest.raises(PlatformError) as raised:
+        submit_in_process(data_dir, RacingSubstrate)
+    assert "SettingWeightsTooFast" in str(raised.value)
+    assert weights_log(caplog, "failed") == [
+        f"weights.failed epoch={network} hotkey={hotkey('validator-0')} error={raised.value}"
+    ]
+    with open_state(data_dir) as state:
+        [row] = history(state, NETUID)
+        [entry] = [e for e in audit_entries(state) if e.action == "weights.failed"]
+    assert (row["epoch"], row["outcome"], row["path"], row["block"]) == (network, "failed", "set", None)
+    assert row["message"] == f"the chain refused it: {raised.value}"
+    assert entry.detail["message"] == row["message"] and entry.detail["id"] == row["id"]
+
+
+def test_a_refusal_before_sending_is_logged_and_recorded_with_its_reason(
+    run: Run, data_dir: Path, network: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from platform_cli.chain.records import history
+    from platform_cli.errors import PlatformError
+    from platform_cli.identity import KeyStore
+
+    ok(run("keys", "new", "--name", "stranger"))
+    stranger = KeyStore(data_dir).signer("stranger").ss58
+    with caplog.at_level(logging.INFO, logger="platform.weights"), pytest.raises(PlatformError) as raised:
+        submit_in_process(data_dir, key="stranger")
+    assert weights_log(caplog, "refused") == [
+        f"weights.refused epoch={network} hotkey={stranger} error={raised.value}"
+    ]
+    with open_state(data_dir) as state:
+        [row] = history(state, NETUID)
+    assert (row["hotkey"], row["outcome"]) == (stranger, "failed")
+    assert row["message"] == f"refused before sending: {raised.value}"
+
+
+def test_a_submission_says_where_its_vector_came_from_and_audits_the_block(
+    data_dir: Path, network: int
+) -> None:
+    from platform_cli.chain.records import history
+
+    vector, done, outcome = submit_in_process(data_dir, source="consensus height 3")
+    assert outcome == "confirmed" and vector.epoch == network and vector.u16 == EXPECTED_U16
+    assert done.message.startswith("consensus height 3; ")
+    with open_state(data_dir) as state:
+        [row] = history(state, NETUID)
+        actions = {e.action: e.detail for e in audit_entries(state) if e.action.startswith("weights.")}
+    assert (row["outcome"], row["path"], row["block"], row["message"]) == (
+        "confirmed",
+        "set",
+        done.block,
+        done.message,
+    )
+    assert actions["weights.submitted"]["block"] == done.block > 0
+    assert actions["weights.submitted"]["path"] == "set"
+    assert actions["weights.confirmed"]["message"] == done.message
+
+
+def test_a_miner_too_few_validators_scored_is_withheld_and_logged(
+    data_dir: Path, network: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from platform_cli.chain import weights as cw
+    from platform_cli.chain.settings import WeightSettings
+
+    with caplog.at_level(logging.INFO, logger="platform.weights"), open_state(data_dir) as state:
+        vector = cw.compute(state, NETUID, WeightSettings(), own=hotkey("validator-0"))
+    assert weights_log(caplog, "withheld") == [
+        f"weights.withheld epoch={network} challenge=hello miner={hotkey('miner-35')} validators=1 required=2"
+    ]
+    assert vector.detail == {
+        "withheld": [["hello", hotkey("miner-35"), 1, 2]],
+        "dropped": [],
+        "burned_units": 200_000_000,
+        "scored": 3,
+        "padded": [9, 10, 11, 12],
+    }
+    assert vector.u16 == EXPECTED_U16
