@@ -4,6 +4,7 @@ the chain's limit, and the burn uid found or refused by name."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,71 @@ def test_an_epoch_starts_where_the_schedule_or_an_earlier_sync_says(state) -> No
     assert str(info.value) == (
         "no sync during epoch 4 recorded where it began: its vector is computed over the metagraph at that block"
     )
+
+
+def test_a_lone_self_weight_is_sent_uncapped_only_by_ourselves(state) -> None:
+    alone = Committed(9, "ab" * 32, ((1, 1000),))
+    limited = hyper(max_limit=30000)
+    ours = cw.build(state, SNAPSHOT, limited, WeightSettings(burn=False), epoch=4, own=ME, agreed=alone)
+    assert ours.u16 == {1: aggregation.U16_MAX}
+    with pytest.raises(
+        PlatformError, match=r"refuses every vector but a lone self-weight|needs weight on at least"
+    ):
+        cw.build(state, SNAPSHOT, limited, WeightSettings(burn=False), epoch=4, own="nobody", agreed=alone)
+    # At the head, the same: our uid there decides whether the lone weight is ours.
+    head = Snapshot(NETUID, 1100, 360, neurons())
+    converted = cw._for_the_chain_now(
+        state, dataclasses.replace(ours, u16={}), head, limited, ME, dry_run=True
+    )
+    assert converted.u16 == {1: aggregation.U16_MAX}
+    with pytest.raises(cw.WeightsRefused) as info:
+        cw._for_the_chain_now(state, ours, head, limited, "nobody", dry_run=True)
+    assert str(info.value).startswith(f"epoch 4's weights cannot be sent to netuid {NETUID}: the subnet's")
+
+
+def test_a_weight_of_one_unit_is_scored_and_without_limits_nothing_is_padded(state) -> None:
+    tiny = Committed(9, "ab" * 32, ((0, 200), (2, 1), (3, 300)))
+    assert (
+        cw.build(state, SNAPSHOT, hyper(), WeightSettings(), epoch=4, own=ME, agreed=tiny).detail["scored"]
+        == 2
+    )
+    nothing = Committed(9, "ab" * 32, ((2, 0),))
+    with pytest.raises(PlatformError, match="all weights are zero"):
+        cw.build(state, SNAPSHOT, None, WeightSettings(burn=False), epoch=4, own=ME, agreed=nothing)
+
+
+def test_padding_counts_what_survives_under_the_chains_limit(state) -> None:
+    # Under a cap of 40000 the one-unit weight of uid 3 survives quantisation; uncapped it does not.
+    agreed = Committed(9, "ab" * 32, ((2, 1_000_000), (3, 1)))
+    limited = cw.build(
+        state,
+        SNAPSHOT,
+        hyper(min_allowed=3, max_limit=40000),
+        WeightSettings(),
+        epoch=4,
+        own=ME,
+        agreed=agreed,
+    )
+    assert (limited.weights, limited.detail["padded"]) == ({0: 16, 2: 1_000_000, 3: 1}, [0])
+    uncapped = cw.build(
+        state, SNAPSHOT, hyper(min_allowed=3), WeightSettings(), epoch=4, own=ME, agreed=agreed
+    )
+    assert uncapped.detail["padded"] == [0, 5]
+
+
+@pytest.mark.parametrize(
+    ("snapshot_block", "hyper_block", "found"),
+    [(1000, 1000, True), (1000, 999, False), (999, 1000, False), (999, 999, False)],
+)
+def test_an_epochs_snapshot_is_the_one_taken_exactly_where_it_began(
+    state, snapshot_block: int, hyper_block: int, found: bool
+) -> None:
+    from platform_cli.chain.sync import save_hyperparams
+    from platform_cli.state.metagraph import save_snapshot
+
+    save_snapshot(state, Snapshot(NETUID, snapshot_block, 360, neurons()))
+    save_hyperparams(state, dataclasses.replace(hyper(), block=hyper_block))
+    stored = cw.stored_epoch_snapshot(state, NETUID, 1000)
+    assert (stored is not None) is found
+    if found:
+        assert (stored[0].block, stored[1].block) == (1000, 1000)

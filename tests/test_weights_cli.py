@@ -379,8 +379,10 @@ def confirm_again(data_dir: Path, epoch: int, u16: dict[int, int] | None, done: 
 
 
 def test_a_read_back_of_another_row_with_our_last_update_is_not_confirmed(
-    run: Run, data_dir: Path, network: int
+    run: Run, data_dir: Path, network: int, caplog: pytest.LogCaptureFixture
 ) -> None:
+    import logging
+
     from platform_cli.chain.adapter import Submission
 
     submitted = as_json(run("--json", "weights", "submit"))
@@ -388,7 +390,11 @@ def test_a_read_back_of_another_row_with_our_last_update_is_not_confirmed(
     done = Submission("set", submitted["block"], EXPECTED_U16, (), "")
     assert confirm_again(data_dir, network, None, done)[0] == "confirmed"
     other = {**EXPECTED_U16, 7: EXPECTED_U16[7] + 1}
-    outcome, message = confirm_again(data_dir, network, other, done)
+    with caplog.at_level(logging.ERROR, logger="platform.weights"):
+        outcome, message = confirm_again(data_dir, network, other, done)
+    assert weights_log(caplog, "mismatch") == [
+        f"weights.mismatch epoch={network} hotkey={hotkey('validator-0')} on_chain={EXPECTED_U16}"
+    ]
     assert outcome == "submitted"
     assert message == f"read-back differs: 8 uids on chain, last update {submitted['block']}"
 
@@ -591,3 +597,63 @@ def test_a_miner_too_few_validators_scored_is_withheld_and_logged(
         "padded": [9, 10, 11, 12],
     }
     assert vector.u16 == EXPECTED_U16
+
+
+def test_a_past_epoch_is_planned_with_the_vector_a_submission_fixed(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    submitted = as_json(run("--json", "weights", "submit"))
+    assert submitted["outcome"] == "confirmed" and submitted["epoch"] == network
+    status = as_json(run("--json", "chain", "status", "--offline"))
+    ok(run("chain", "dev", "advance", str(status["blocks_to_next_epoch"] + 1)))
+    ok(run("chain", "sync"))
+    assert epoch_now(run) == network + 1
+    newer = as_json(run("--json", "weights", "compute"))
+    assert newer["epoch"] == network + 1
+    planned = as_json(run("--json", "weights", "submit", "--epoch", str(network), "--dry-run"))
+    assert (planned["outcome"], planned["epoch"]) == ("planned", network)
+    assert planned["vector_hash"] == submitted["vector_hash"]
+
+
+def test_a_dry_run_under_a_lowered_limit_converts_in_memory_only(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    ok(run("weights", "compute"))
+    with open_state(data_dir) as state:
+        before = state.execute("SELECT u16 FROM weight_vectors").fetchall()
+    chain = DevChain(data_dir / "devchain.db")
+    chain.put("SubtensorModule", "MaxWeightsLimit", [NETUID], 30000)
+    chain.release()
+    planned = as_json(run("--json", "weights", "submit", "--dry-run"))
+    assert planned["outcome"] == "planned" and planned["epoch"] == network
+    with open_state(data_dir) as state:
+        assert state.execute("SELECT u16 FROM weight_vectors").fetchall() == before
+
+
+def test_the_uid_of_a_hotkey_that_left_the_subnet_is_a_clear_error(
+    run: Run, data_dir: Path, network: int
+) -> None:
+    import asyncio
+
+    from platform_cli.chain.adapter import ChainClient
+    from platform_cli.chain.dev.substrate import DevSubstrate
+    from platform_cli.chain.settings import ChainSettings
+    from platform_cli.chain.weights import uid_of
+    from platform_cli.errors import PlatformError
+    from platform_cli.identity import KeyStore
+
+    ok(run("keys", "new", "--name", "stranger"))
+    stranger = KeyStore(data_dir).show("stranger").ss58
+    chain = DevChain(data_dir / "devchain.db")
+
+    async def lookup(hotkey_: str) -> int:
+        async with ChainClient(ChainSettings(dev_db=data_dir / "devchain.db"), DevSubstrate(chain)) as client:
+            return await uid_of(client, NETUID, hotkey_)
+
+    try:
+        assert asyncio.run(lookup(hotkey("validator-0"))) == uid("validator-0")
+        with pytest.raises(PlatformError) as info:
+            asyncio.run(lookup(stranger))
+    finally:
+        chain.release()
+    assert str(info.value) == f"hotkey {stranger} is no longer registered on netuid {NETUID}"
