@@ -219,10 +219,10 @@ def test_each_refusal_names_its_reason_signer_and_cause_and_changes_nothing(name
     make, expected = REFUSALS[name]
     m, _app, _ = build()
     m.start(0)
-    before = (m.status(), m._rounds.keys(), dict(m._seen), dict(m._next), dict(m._higher))
+    before = (m.status(), m._rounds.keys(), dict(m._seen), dict(m._next), set(m._ahead_of_us))
     assert m.receive(make(), 10) == [expected]
     assert expected.fault == "remote"
-    assert (m.status(), m._rounds.keys(), dict(m._seen), dict(m._next), dict(m._higher)) == before
+    assert (m.status(), m._rounds.keys(), dict(m._seen), dict(m._next), set(m._ahead_of_us)) == before
 
 
 def test_a_commit_that_cannot_be_applied_is_refused_with_its_cause() -> None:
@@ -477,7 +477,7 @@ def test_catch_up_is_asked_for_a_far_height_or_f_plus_one_at_the_next_and_rate_l
     assert m.receive(prevote(K[1], 3, 0, VSET, None), 12) == []  # asked already
     assert m.receive(prevote(K[1], 3, 1, VSET, None), 11 + CATCHUP - 1) == []
     assert m.receive(prevote(K[1], 3, 2, VSET, None), 11 + CATCHUP) == [CatchUp(1)]
-    assert m._higher == {K[2].ss58: 2, K[3].ss58: 2, K[1].ss58: 3}
+    assert m._ahead_of_us == {K[2].ss58, K[3].ss58, K[1].ss58}
 
 
 def test_one_validator_two_heights_ahead_is_enough_to_ask() -> None:
@@ -567,20 +567,30 @@ def test_rebroadcast_without_a_valid_round_sends_only_this_round() -> None:
     assert broadcasts(m.on_timer(TIMEOUTS.rebroadcast_ms)) == ours
 
 
-def test_a_new_height_drops_the_timers_of_the_old_one() -> None:
-    m, _app, _ = build()
+def test_a_new_height_drops_the_timers_of_the_old_one_and_starts_fresh() -> None:
+    m, app, _ = build()
     m.start(0)
+    now = nil_round(m, 0)
+    now = nil_round(m, now)
+    assert m.round == 2 and all(t[3] == 2 for t in m._timers)
     value = entry(1, GENESIS, "v")
     vid = value_id(value)
-    m.receive(proposal(proposer(1, 0), 1, 0, VSET, value), 10)
-    for key in K[1:3]:
-        m.receive(prevote(key, 1, 0, VSET, vid), 20)
-    for key in K[1:3]:
-        m.receive(precommit(key, 1, 0, VSET, vid), 30)
-    assert m.height == 2
-    assert all(t[2] == 2 for t in m._timers)
-    assert (m.round, m.step, m.locked_round, m.valid_round) == (0, Step.PROPOSE, -1, -1)
-    assert m.next_deadline() == 30 + TIMEOUTS.propose(0)
+    m.receive(proposal(proposer(1, 2), 1, 2, VSET, value), now)
+    app.work = False
+    for key in K[1:]:
+        m.receive(precommit(key, 1, 2, VSET, vid), now)
+    assert m.height == 2 and m._timers == []
+    assert m.status() == {
+        "height": 2,
+        "round": 0,
+        "step": "propose",
+        "started": False,
+        "locked_round": -1,
+        "valid_round": -1,
+        "proposer": proposer(2, 0).ss58,
+        "set_id": VSET.set_id,
+    }
+    assert m.next_deadline() == now  # idle: the next poll for work is due at once
 
 
 # --- state ----------------------------------------------------------------------------
@@ -729,3 +739,251 @@ def test_an_undecidable_value_is_refused_once_and_a_later_round_can_still_decide
         out = m.receive(precommit(key, 1, 2, VSET, gid), now)
     assert [o.commit.value for o in out if isinstance(o, Decided)] == [good]
     assert app.calls.count(("decidable", 1)) == 2
+
+
+# --- more edges: clocks, evidence, verification, the lock rules --------------------------
+
+
+def test_a_machine_built_without_a_clock_reading_polls_at_zero() -> None:
+    app = StrictApp(GENESIS)
+    app.vset = VSET
+    m = Machine(
+        me=ME.ss58,
+        network=NETWORK,
+        validators=VSET,
+        height=1,
+        prev=GENESIS,
+        app=app,
+        signer=GuardedSigner(MemoryVoteLog(), ME, NETWORK),
+        verify_signature=verify_signature,
+    )
+    assert m.next_deadline() == 0 and m.timeouts.rebroadcast_ms == 2000
+
+
+def test_every_equivocating_signer_and_slot_gets_its_own_evidence() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    found = []
+    for key in K[2:]:
+        m.receive(prevote(key, 1, 0, VSET, None), 10)
+        found += [
+            o.evidence
+            for o in m.receive(prevote(key, 1, 0, VSET, "ab" * 32), 11)
+            if isinstance(o, Misbehaviour)
+        ]
+    m.receive(precommit(K[2], 1, 0, VSET, None), 12)
+    found += [
+        o.evidence
+        for o in m.receive(precommit(K[2], 1, 0, VSET, "ab" * 32), 13)
+        if isinstance(o, Misbehaviour)
+    ]
+    assert [(e.signer, e.slot) for e in found] == [
+        (K[2].ss58, (1, 0, Step.PREVOTE)),
+        (K[3].ss58, (1, 0, Step.PREVOTE)),
+        (K[2].ss58, (1, 0, Step.PRECOMMIT)),
+    ]
+
+
+def test_two_proposals_for_one_round_are_evidence_whether_held_or_current() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    lead = proposer(1, 0)
+    m.receive(proposal(lead, 1, 0, VSET, entry(1, GENESIS, "a")), 10)
+    out = m.receive(proposal(lead, 1, 0, VSET, entry(1, GENESIS, "b")), 11)
+    [evidence] = [o.evidence for o in out if isinstance(o, Misbehaviour)]
+    assert (evidence.signer, evidence.slot) == (lead.ss58, (1, 0, Step.PROPOSE))
+    assert m._rounds[0].proposal[0].value == entry(1, GENESIS, "a")
+    later = proposer(1, 5)
+    m.receive(proposal(later, 1, 5, VSET, entry(1, GENESIS, "c")), 12)
+    out = m.receive(proposal(later, 1, 5, VSET, entry(1, GENESIS, "d")), 13)
+    assert [(o.evidence.signer, o.evidence.slot) for o in out if isinstance(o, Misbehaviour)] == [
+        (later.ss58, (1, 5, Step.PROPOSE))
+    ]
+    # The proposer's prevote of that round is held beside its proposal.
+    m.receive(prevote(later, 1, 5, VSET, None), 14)
+    assert [e.kind for _, e in m._ahead[later.ss58][1]] == ["consensus.proposal", PREVOTE]
+
+
+def resigned(envelope: env.Envelope, key: SimKey) -> env.Envelope:
+    """The same message signed again under another sequence number (other bytes)."""
+    return sign(key, envelope.kind, envelope.body, seq=envelope.seq + 1)
+
+
+def test_a_message_we_hold_is_neither_verified_nor_counted_again_in_other_bytes() -> None:
+    verifier = CountingVerifier()
+    m, _app, _ = build(verify=verifier)
+    m.start(0)
+    lead = proposer(1, 0)
+    first = proposal(lead, 1, 0, VSET, entry(1, GENESIS, "a"))
+    vote = prevote(K[2], 1, 0, VSET, None)
+    future = prevote(K[3], 1, 4, VSET, None)
+    for envelope in (first, vote, future):
+        m.receive(envelope, 10)
+    calls = verifier.calls
+    for envelope, key in ((first, lead), (vote, K[2]), (future, K[3])):
+        assert m.receive(envelope, 11) == []
+        assert m.receive(resigned(envelope, key), 12) == []
+    assert verifier.calls == calls
+    assert m._rounds[0].prevotes.envelopes() == [m._own[(1, 0, Step.PREVOTE)], vote]
+
+
+def test_a_vote_not_counted_as_an_equivocation_counts_once_its_value_is_proposed() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    v = entry(1, GENESIS, "v")
+    vid = value_id(v)
+    m.receive(prevote(K[3], 1, 0, VSET, None), 10)
+    second = prevote(K[3], 1, 0, VSET, vid)
+    out = m.receive(second, 11)  # no proposal yet: v is not relevant, and not counted
+    assert [o for o in out if isinstance(o, Misbehaviour)] and not m._log(0).prevotes.has(K[3].ss58, vid)
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 12)
+    m.receive(second, 13)  # the same bytes, gossiped again: now they count
+    assert m._log(0).prevotes.has(K[3].ss58, vid)
+    out = m.receive(prevote(K[2], 1, 0, VSET, vid), 14)
+    assert mine(out, PRECOMMIT) == [vid]  # us, K2 and K3
+
+
+def test_a_split_prevote_waits_the_prevote_timeout_in_every_round() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    for round_ in (0, 1):
+        now = m.next_deadline()
+        assert now == m._timers[0][0]
+        out = m.on_timer(now)  # timeoutPropose: prevote nil
+        assert mine(out, PREVOTE) == [None]
+        m.receive(prevote(K[2], 1, round_, VSET, None), now)
+        m.receive(prevote(K[3], 1, round_, VSET, "ab" * 32), now)
+        assert m.step is Step.PREVOTE  # a quorum of prevotes, for no one value
+        assert m.next_deadline() == now + TIMEOUTS.prevote(round_)
+        out = m.on_timer(now + TIMEOUTS.prevote(round_))
+        assert mine(out, PRECOMMIT) == [None] and m.step is Step.PRECOMMIT
+        nil_round(m, now + TIMEOUTS.prevote(round_))
+        assert m.round == round_ + 1
+
+
+def test_a_nil_polka_is_precommitted_at_once() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    out = m.on_timer(m.next_deadline())
+    assert mine(out, PREVOTE) == [None]
+    m.receive(prevote(K[2], 1, 0, VSET, None), 1100)
+    out = m.receive(prevote(K[3], 1, 0, VSET, None), 1101)
+    assert mine(out, PRECOMMIT) == [None] and m.step is Step.PRECOMMIT
+
+
+def test_the_propose_timeout_after_our_prevote_does_nothing() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, entry(1, GENESIS, "v")), 10)
+    assert m.step is Step.PREVOTE
+    assert m.on_timer(TIMEOUTS.propose(0)) == []
+    assert m.step is Step.PREVOTE
+
+
+def polka(m: Machine, round_: int, value: dict[str, Any] | None, voters=K[1:], now: int = 0) -> None:
+    for key in voters:
+        m.receive(prevote(key, 1, round_, VSET, value_id(value) if value is not None else None), now)
+
+
+def test_an_invalid_value_with_a_polka_still_gets_a_nil_prevote() -> None:
+    m, app, _ = build()
+    m.start(0)
+    v = entry(1, GENESIS, "v")
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 10)
+    polka(m, 0, v)
+    now = nil_round(m, 20)
+    app.valid = lambda value: "no longer valid"
+    m._forget_rejections()
+    m._verdicts.clear()
+    out = m.receive(proposal(proposer(1, 1), 1, 1, VSET, v, valid_round=0), now)
+    assert mine(out, PREVOTE) == [None]
+
+
+def test_a_lock_from_a_later_round_on_the_same_value_accepts_it() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    v = entry(1, GENESIS, "v")
+    vid = value_id(v)
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 10)
+    polka(m, 0, v, K[1:3])
+    now = nil_round(m, 20)
+    m.receive(proposal(proposer(1, 1), 1, 1, VSET, v, valid_round=0), now)
+    polka(m, 1, v, K[1:3], now)
+    assert (m.locked_round, m.locked_id) == (1, vid)
+    now = nil_round(m, now)
+    out = m.receive(proposal(proposer(1, 2), 1, 2, VSET, v, valid_round=0), now)
+    assert mine(out, PREVOTE) == [vid]
+
+
+def test_a_lock_from_a_later_round_on_another_value_refuses_an_older_polka() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    w, v = entry(1, GENESIS, "w"), entry(1, GENESIS, "v")
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, w), 10)
+    polka(m, 0, w, K[1:3])
+    assert m.locked_id == value_id(w)
+    now = nil_round(m, 20)
+    out = m.receive(proposal(proposer(1, 1), 1, 1, VSET, v), now)
+    assert mine(out, PREVOTE) == [None]  # locked on w
+    polka(m, 1, v, K[1:], now)  # line 36 moves the lock even after a nil prevote
+    assert (m.locked_round, m.locked_id) == (1, value_id(v))
+    now = nil_round(m, now)
+    out = m.receive(proposal(proposer(1, 2), 1, 2, VSET, w, valid_round=0), now)
+    assert mine(out, PREVOTE) == [None]
+
+
+def test_a_lock_at_the_valid_round_itself_yields_to_that_rounds_other_polka() -> None:
+    """Two polkas in one round need more than a third of equivocators; line 29's
+    ``lockedRound <= vr`` then still follows the paper."""
+    m, _app, _ = build()
+    m.start(0)
+    u, v = entry(1, GENESIS, "u"), entry(1, GENESIS, "v")
+    polka(m, 0, v, K[1:], 5)  # before any proposal: each first vote counts
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, u), 10)
+    polka(m, 0, u, K[1:3], 11)  # now relevant: counted too
+    assert (m.locked_round, m.locked_id) == (0, value_id(u))
+    now = nil_round(m, 20)
+    out = m.receive(proposal(proposer(1, 1), 1, 1, VSET, v, valid_round=0), now)
+    assert mine(out, PREVOTE) == [value_id(v)]
+
+
+def test_the_newest_earlier_polka_with_a_valid_proposal_becomes_the_valid_value() -> None:
+    m, app, _ = build()
+    m.start(0)
+    y, v = entry(1, GENESIS, "y"), entry(1, GENESIS, "v")
+    app.valid = lambda value: "invalid" if value == y else None
+    for key in K[1:3]:
+        m.receive(prevote(key, 1, 4, VSET, None), 5)
+    assert m.round == 4
+    polka(m, 4, {"x": 1}, now=6)  # the current round: no proposal
+    polka(m, 3, {"z": 1}, now=7)  # an earlier round without a proposal
+    m.receive(proposal(proposer(1, 2), 1, 2, VSET, y), 8)
+    polka(m, 2, y, now=9)  # a polka for an invalid value
+    m.receive(proposal(proposer(1, 1), 1, 1, VSET, v), 10)
+    assert m.valid_round == -1
+    polka(m, 1, v, now=11)
+    assert (m.valid_round, m.valid_value) == (1, v)
+
+
+def test_a_round_without_a_decision_is_skipped_for_a_later_one_that_has_one() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    p = entry(1, GENESIS, "p")
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, p), 10)
+    for key in K[1:]:
+        m.receive(precommit(key, 1, 0, VSET, value_id({"x": 1})), 11)  # a quorum, not for the proposal
+    for key in K[1:]:
+        m.receive(precommit(key, 1, 1, VSET, value_id({"y": 1})), 12)  # a quorum, and no proposal
+    assert m.height == 1
+    v = entry(1, GENESIS, "v")
+    m.receive(proposal(proposer(1, 2), 1, 2, VSET, v), 13)
+    for key in K[1:]:
+        out = m.receive(precommit(key, 1, 2, VSET, value_id(v)), 14)
+    assert [o.commit.value for o in out if isinstance(o, Decided)] == [v]
+
+
+def test_a_restart_without_a_lock_has_no_locked_value() -> None:
+    votes = MemoryVoteLog()
+    votes.state = ResumeState(1, 1, int(Step.PREVOTE))
+    m, _app, _ = build(votes=votes)
+    assert (m.locked_round, m.locked_value, m.locked_id) == (-1, None, None)

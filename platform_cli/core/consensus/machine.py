@@ -116,7 +116,7 @@ class Machine:
         self._now = now_ms
         self._out: list[Output] = []
         self._timers: list[tuple[int, str, int, int]] = []
-        self._last_catchup = -(10**18)
+        self._last_catchup: int | None = None
         self._offered: dict[str, int] = {}
         self._enter_height(height, prev, validators)
 
@@ -233,7 +233,8 @@ class Machine:
         self._rounds: dict[int, RoundLog] = {}
         self._ahead: dict[str, tuple[int, list[tuple[Message, Envelope]]]] = {}
         self._next: dict[str, list[Envelope]] = {}
-        self._higher: dict[str, int] = {}
+        self._ahead_of_us: set[str] = set()
+        """Members who sent messages of a later height."""
         self._own: dict[Slot, Envelope] = {}
         self._verdicts: dict[str, str | None] = {}
         self._undecidable: set[str] = set()
@@ -341,7 +342,7 @@ class Machine:
         if signer not in self.validators:
             return None
         if message.height < self.height:
-            if self._now - self._offered.get(signer, -(10**18)) >= self.timeouts.catchup_ms:
+            if self._due(self._offered.get(signer)):
                 self._offered[signer] = self._now
                 self._out.append(PeerBehind(signer, message.height))
             return None
@@ -352,19 +353,21 @@ class Machine:
             if envelope.signature not in {e.signature for e in queue}:
                 queue.append(envelope)
                 del queue[:-NEXT_HEIGHT_BUFFER]
-        self._higher[signer] = max(self._higher.get(signer, 0), message.height)
+        self._ahead_of_us.add(signer)
         far = message.height > self.height + 1
-        if (far or self.validators.contains_honest(self._higher)) and (
-            self._now - self._last_catchup >= self.timeouts.catchup_ms
-        ):
+        if (far or self.validators.contains_honest(self._ahead_of_us)) and self._due(self._last_catchup):
             self._last_catchup = self._now
             self._out.append(CatchUp(self.height))
         return None
 
+    def _due(self, last: int | None) -> bool:
+        """Whether a rate-limited catch-up message last sent at ``last`` (None: never) may go again."""
+        return last is None or self._now - last >= self.timeouts.catchup_ms
+
     def _help_lagging(self, round_: int) -> None:
         """A validator still works on an earlier round: re-send what that round gathered, so
         it can time out or decide there (votes lost before the network healed are gone)."""
-        if self._now - self._helped.get(round_, -(10**18)) < self.timeouts.catchup_ms:
+        if not self._due(self._helped.get(round_)):
             return
         self._helped[round_] = self._now
         log = self._rounds.get(round_)
