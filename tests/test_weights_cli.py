@@ -82,6 +82,7 @@ def test_compute_show_submit_and_read_back(run: Run, data_dir: Path, network: in
 
     submitted = as_json(run("--json", "weights", "submit"))
     assert submitted["outcome"] == "confirmed" and submitted["vector_hash"] == computed["vector_hash"]
+    assert submitted["message"] == f"chain holds the computed 8-uid vector, last update {submitted['block']}"
 
     async def read(client: Any) -> tuple[Any, Any]:
         raw = await client.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")])

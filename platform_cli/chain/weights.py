@@ -206,8 +206,8 @@ async def submit(
     signer: Signer,
     netuid: int,
     *,
-    epoch: int | None = None,
-    dry_run: bool = False,
+    epoch: int | None,
+    dry_run: bool,
 ) -> tuple[Vector, Submission, str]:
     """Sync, compute, plan and (unless ``dry_run``) submit and confirm; returns the outcome."""
     async with ChainClient(chain) as client:
