@@ -111,6 +111,9 @@ def run_module(name: str, module: dict, equivalent: dict[str, str]) -> Score:
     workdir.mkdir(parents=True, exist_ok=True)
     _sync_copy(workdir)
     _configure(workdir, module["source"], module["tests"])
+    # mutmut re-traces only new or changed tests, so an unchanged test that now reaches a
+    # new or renamed function would never be run against its mutants: trace them all.
+    (workdir / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     started = time.monotonic()
     mutmut = Path(sys.executable).with_name("mutmut")
     log = workdir / "mutmut.log"
