@@ -987,3 +987,30 @@ def test_a_restart_without_a_lock_has_no_locked_value() -> None:
     votes.state = ResumeState(1, 1, int(Step.PREVOTE))
     m, _app, _ = build(votes=votes)
     assert (m.locked_round, m.locked_value, m.locked_id) == (-1, None, None)
+
+
+def test_the_prevote_timeout_after_our_precommit_does_nothing() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    v = entry(1, GENESIS, "v")
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 10)
+    m.receive(prevote(K[3], 1, 0, VSET, None), 11)
+    m.receive(prevote(K[2], 1, 0, VSET, value_id(v)), 12)  # a quorum of any: the prevote timeout is set
+    assert m.next_deadline() == 12 + TIMEOUTS.prevote(0)
+    out = m.receive(prevote(K[1], 1, 0, VSET, value_id(v)), 13)  # a polka: precommit v
+    assert mine(out, PRECOMMIT) == [value_id(v)]
+    assert m.on_timer(12 + TIMEOUTS.prevote(0)) == []
+    assert m.step is Step.PRECOMMIT
+
+
+def test_a_polka_of_the_current_round_waits_for_our_prevote_to_become_the_valid_value() -> None:
+    m, _app, _ = build()
+    m.start(0)
+    now = nil_round(m, 0)
+    v = entry(1, GENESIS, "v")
+    m.receive(proposal(proposer(1, 1), 1, 1, VSET, v, valid_round=0), now)  # no polka at round 0
+    polka(m, 1, v, now=now)
+    assert (m.step, m.valid_round) == (Step.PROPOSE, -1)
+    out = m.on_timer(m.next_deadline())  # timeoutPropose: prevote nil, then line 36
+    assert mine(out, PREVOTE) == [None] and mine(out, PRECOMMIT) == [value_id(v)]
+    assert (m.valid_round, m.locked_round) == (1, 1)
