@@ -689,8 +689,12 @@ def test_a_proposal_already_signed_for_a_round_is_sent_again_not_signed_anew() -
     seq = votes.seq
     # The durable state lags behind the proposal (as after a crash between the two writes).
     votes.state = ResumeState(1, 0, int(Step.PRECOMMIT))
-    again, _, _ = build(me=me, votes=votes, now=5000)
+    # The application would now propose something else: the signed proposal is what goes out.
+    again, _, _ = build(
+        me=me, votes=votes, now=5000, app=StrictApp(GENESIS, next_value=entry(1, GENESIS, "new"))
+    )
     out = again.on_timer(again.next_deadline())
+    assert not [o for o in out if isinstance(o, Refused)]
     assert again.round == 1
     assert broadcasts(out)[0] == signed
     assert votes.seq == seq  # its prevote was signed before too: the guard hands back the same bytes
@@ -953,9 +957,10 @@ def test_the_newest_earlier_polka_with_a_valid_proposal_becomes_the_valid_value(
     y, v = entry(1, GENESIS, "y"), entry(1, GENESIS, "v")
     app.valid = lambda value: "invalid" if value == y else None
     for key in K[1:3]:
-        m.receive(prevote(key, 1, 4, VSET, None), 5)
+        m.receive(precommit(key, 1, 4, VSET, None), 5)
     assert m.round == 4
     polka(m, 4, {"x": 1}, now=6)  # the current round: no proposal
+    assert 4 in m._polkas
     polka(m, 3, {"z": 1}, now=7)  # an earlier round without a proposal
     m.receive(proposal(proposer(1, 2), 1, 2, VSET, y), 8)
     polka(m, 2, y, now=9)  # a polka for an invalid value
