@@ -113,7 +113,7 @@ def grower(pages: int) -> bytes:
 
 @pytest.mark.parametrize(
     ("cap_pages", "near_pages"),
-    [(512, 480), (64, 48)],  # a sixteenth of the cap, but never under 16 pages
+    [(512, 480), (64, 60), (16, 15)],  # a sixteenth of the cap, but never under a page
 )
 def test_a_trap_is_blamed_on_memory_only_near_the_cap(box: Sandbox, cap_pages: int, near_pages: int) -> None:
     limits = ResourcePolicy(
@@ -175,12 +175,12 @@ def test_an_evaluation_from_another_thread_runs_on_the_sandboxs_own_and_matches(
         assert direct.outcome == "ok"
         # What is not the guest's doing reaches the caller as it was raised.
         broken = in_thread(
-            lambda: opened.evaluate(job.module, job.module_sha256, job.entrypoint, None, job.limits, job.seed)
+            lambda: opened.evaluate(job.module, job.module_sha256, job.entrypoint, job.data, None, job.seed)
         )
-        assert isinstance(broken["error"], TypeError)
+        assert isinstance(broken["error"], AttributeError)
         assert record(in_thread(evaluate)["value"]) == record(direct)
         thread = opened._runner._thread
-        assert thread.is_alive() and thread.name == "platform-eval"
+        assert thread.is_alive() and thread.name == "platform-eval" and thread.daemon
     finally:
         opened.close()
     assert not thread.is_alive()
@@ -212,3 +212,238 @@ def test_the_sandboxs_caches_keep_the_newest_entries_within_their_bounds() -> No
         assert (id(opened.bare_linker), shas[6]) in opened._loaded
     finally:
         opened.close()
+
+
+# --- the ABI's edges, with modules built here -------------------------------------------
+
+
+def challenge(alloc: int, out: int, *, pages: int = 1, exports: str = "", body: str = "") -> bytes:
+    """A challenge whose ``alloc`` returns ``alloc`` and whose ``evaluate`` runs ``body``
+    and returns the packed pointer ``out``."""
+    return wasmtime.wat2wasm(
+        f"""(module (memory (export "memory") {pages}) {exports}
+  (func (export "alloc") (param i32) (result i32) (i32.const {alloc}))
+  (func (export "evaluate") (param i32 i32) (result i64) {body} (i64.const {out})))"""
+    )
+
+
+def run_challenge(
+    box: Sandbox, module: bytes, limits: ResourcePolicy = LIMITS, submission: bytes = b"x"
+) -> RunResult:
+    data, seed, sha = make_input(module, submission)
+    return box.evaluate(module, sha, "evaluate", data, limits, seed)
+
+
+def packed(ptr: int, length: int) -> int:
+    return (ptr << 32) | length
+
+
+def input_size() -> int:
+    return len(make_input(challenge(0, 0), b"x")[0])
+
+
+def test_alloc_may_end_exactly_at_the_end_of_memory_and_not_a_byte_later(box: Sandbox) -> None:
+    size = input_size()
+    fits = run_challenge(box, challenge(PAGE - size, packed(16, 0)))
+    assert not fits.message.startswith("alloc(")
+    over = run_challenge(box, challenge(PAGE - size + 1, packed(16, 0)))
+    assert (over.outcome, over.message) == (
+        "abi_error",
+        f"alloc({size}) returned {PAGE - size + 1}, outside usable memory",
+    )
+
+
+def test_output_may_be_exactly_the_cap_and_end_exactly_at_the_end_of_memory(box: Sandbox) -> None:
+    at_cap = run_challenge(box, challenge(1024, packed(0, LIMITS.max_output_bytes)))
+    assert "exceeds max_output_bytes" not in at_cap.message and at_cap.outcome == "abi_error"
+    over_cap = run_challenge(box, challenge(1024, packed(0, LIMITS.max_output_bytes + 1)))
+    assert over_cap.message == f"output of {LIMITS.max_output_bytes + 1} bytes exceeds max_output_bytes 4096"
+    at_end = run_challenge(box, challenge(1024, packed(PAGE - 16, 16)))
+    assert not at_end.message.startswith("output range")
+    past_end = run_challenge(box, challenge(1024, packed(PAGE - 15, 16)))
+    assert past_end.message == f"output range {PAGE - 15}+16 is outside guest memory"
+
+
+@pytest.mark.parametrize(
+    ("wat", "message", "peak"),
+    [
+        (
+            '(module (func (export "memory")) (func (export "alloc") (param i32) (result i32) (i32.const 8))'
+            ' (func (export "evaluate") (param i32 i32) (result i64) unreachable))',
+            "missing export 'memory'",
+            0,
+        ),
+        (
+            '(module (memory (export "memory") 1)'
+            ' (func (export "evaluate") (param i32 i32) (result i64) (i64.const 0)))',
+            "missing export function 'alloc'",
+            PAGE,
+        ),
+        (
+            '(module (memory (export "memory") 1) (func (export "alloc") (param i32) (result i64) (i64.const 8))'
+            ' (func (export "evaluate") (param i32 i32) (result i64) (i64.const 0)))',
+            "export 'alloc' must have type (i32) -> (i32)",
+            PAGE,
+        ),
+    ],
+    ids=["memory is a function", "no alloc", "alloc returns i64"],
+)
+def test_a_missing_or_mistyped_export_is_named(box: Sandbox, wat: str, message: str, peak: int) -> None:
+    result = run_challenge(box, wasmtime.wat2wasm(wat))
+    assert (result.outcome, result.message, result.peak_memory) == ("abi_error", message, peak)
+
+
+def test_a_table_cannot_grow_past_the_element_cap(box: Sandbox) -> None:
+    from platform_cli.runtime.validate import MAX_TABLE_ELEMENTS
+
+    def grow(count: int) -> RunResult:
+        body = (
+            f"(if (i32.eq (table.grow $t (ref.null func) (i32.const {count})) (i32.const -1)) (then unreachable))"
+            " (drop (i32.div_u (i32.const 1) (i32.const 0)))"
+        )
+        return run_challenge(box, challenge(1024, 0, exports="(table $t 0 funcref)", body=body))
+
+    assert grow(MAX_TABLE_ELEMENTS).outcome == "trap:integer_division_by_zero"  # grown
+    assert grow(MAX_TABLE_ELEMENTS + 1).outcome == "trap:unreachable"  # refused
+
+
+def test_the_seed_a_challenge_reads_is_the_evaluations(box: Sandbox) -> None:
+    """The challenge traps one way when the seed's first word is zero, another way otherwise."""
+    module = wasmtime.wat2wasm(
+        """(module (import "platform" "seed" (func $seed (param i32))) (memory (export "memory") 1)
+  (func (export "alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "evaluate") (param i32 i32) (result i64)
+    (call $seed (i32.const 0))
+    (if (i32.eqz (i32.load (i32.const 0))) (then unreachable))
+    (drop (i32.div_u (i32.const 1) (i32.const 0))) (i64.const 0)))"""
+    )
+    data, seed, sha = make_input(module, b"x")
+    assert seed[:4] != bytes(4)
+    assert (
+        box.evaluate(module, sha, "evaluate", data, LIMITS, seed).outcome == "trap:integer_division_by_zero"
+    )
+    assert box.evaluate(module, sha, "evaluate", data, LIMITS, bytes(32)).outcome == "trap:unreachable"
+
+
+def test_running_out_of_fuel_or_ending_invalid_near_the_memory_cap_keeps_its_outcome(box: Sandbox) -> None:
+    limits = ResourcePolicy(
+        fuel=200_000, memory_bytes=64 * PAGE, wall_ms=5_000, max_input_bytes=1 << 16, max_output_bytes=4096
+    )
+    spin = challenge(1024, 0, body="(drop (memory.grow (i32.const 63))) (loop $l (br $l))")
+    result = run_challenge(box, spin, limits)
+    assert (result.outcome, result.peak_memory) == ("out_of_fuel", 64 * PAGE)
+
+
+# --- what a failure is called -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (wasmtime.Trap("boom"), ("trap:unknown", "boom")),
+        (host.HostTrap("native_stack", "deep"), ("failed", "deep")),
+        (host.HostTrap("timeout", "late"), ("timeout", "late")),
+        (host.HostTrap("log_limit", "chatty"), ("trap:log_limit", "chatty")),
+        (
+            wasmtime.WasmtimeError("memory minimum size of 300 pages exceeds memory limits"),
+            ("memory_limit", "memory minimum size of 300 pages exceeds memory limits"),
+        ),
+        (wasmtime.WasmtimeError("memory limit reached"), ("memory_limit", "memory limit reached")),
+        (wasmtime.WasmtimeError("memory is fine"), ("abi_error", "memory is fine")),
+        (wasmtime.WasmtimeError("table limit reached"), ("abi_error", "table limit reached")),
+        (wasmtime.WasmtimeError("minimum of something"), ("abi_error", "minimum of something")),
+    ],
+    ids=lambda v: v if isinstance(v, tuple) else type(v).__name__,
+)
+def test_each_kind_of_failure_gets_its_outcome(error: BaseException, expected: tuple[str, str]) -> None:
+    assert sandbox._outcome(error, None) == expected
+
+
+def test_a_trap_without_a_message_is_still_named() -> None:
+    assert sandbox._outcome(wasmtime.Trap(""), None) == ("trap:unknown", "trap")
+
+
+@pytest.fixture
+def uninstrumented(monkeypatch, tmp_path):
+    """A sandbox whose call-depth instrumentation is off: as if an engine bound were wrong,
+    wasmtime's own native stack limit is what stops a deep recursion."""
+    monkeypatch.setattr(sandbox, "instrument", lambda data, shape: data)
+    opened = Sandbox(cache_dir=tmp_path / "cache")
+    yield opened
+    opened.close()
+
+
+def test_a_native_stack_overflow_is_a_failure_that_names_the_wrong_bound(uninstrumented: Sandbox) -> None:
+    from tests.eval_helpers import hostile_cases, run_case
+
+    case = next(c for c in hostile_cases() if c.name == "deep_recursion")
+    result = run_case(uninstrumented, case)
+    assert (result.outcome, result.message, result.fuel_used, result.output) == (
+        "failed",
+        "native stack exhausted before the call-depth limit (an engine bound was wrong)",
+        None,
+        None,
+    )
+
+
+def test_a_native_stack_overflow_in_a_nested_run_fails_the_evaluation(uninstrumented: Sandbox) -> None:
+    deep = submission(
+        "(drop (call $f (i32.const 0))) (i64.const 0)",
+        extra="(func $f (param i32) (result i32) (call $f (i32.add (local.get 0) (i32.const 1))))",
+    )
+    result = run_nested(uninstrumented, deep)
+    assert (result.outcome, result.message, result.fuel_used) == (
+        "failed",
+        "native stack exhausted before the call-depth limit in submission_run",
+        None,
+    )
+
+
+def test_a_nested_run_asked_for_after_the_deadline_is_a_timeout(box: Sandbox) -> None:
+    import time
+
+    clock = sandbox._Clock(1000)
+    clock.deadline = time.perf_counter() - 0.5
+    ctx = host.HostContext(seed=bytes(32), nested_fuel_budget=10**6, compile_budget_ms=10**6, run_nested=None)
+    with pytest.raises(host.HostTrap) as info:
+        box._run_nested(submission("(i64.const 0)"), b"", 1000, clock, ctx)
+    assert (info.value.code, str(info.value)) == ("timeout", "wall-clock budget exhausted in submission_run")
+
+
+def test_submissions_named_up_front_are_compiled_before_the_clock_starts(box: Sandbox) -> None:
+    import hashlib
+
+    module = submission("(i64.const 0)", extra="(global i32 (i32.const 77))")
+    sha = hashlib.sha256(module).hexdigest()
+    assert (id(box.bare_linker), sha) not in box._loaded
+    runner = nested_runner()
+    data, seed, runner_sha = make_input(runner, module)
+    result = box.evaluate(runner, runner_sha, "evaluate", data, LIMITS, seed, (module,))
+    assert result.outcome == "ok" and (id(box.bare_linker), sha) in box._loaded
+    assert (sha, host.NESTED_MEMORY_CAP, False) in box._shapes
+
+
+def custom_section(module: bytes, size: int) -> bytes:
+    """``module`` with a custom section of ``size`` payload bytes appended."""
+    name = b"pad"
+    payload = bytes([len(name)]) + name + bytes(size)
+    length, encoded = len(payload), bytearray()
+    while True:
+        byte, length = length & 0x7F, length >> 7
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            break
+    return module + b"\x00" + bytes(encoded) + payload
+
+
+def test_a_nested_module_is_held_to_the_submission_size_limit(box: Sandbox) -> None:
+    import hashlib
+
+    from platform_cli.runtime.validate import MAX_SUBMISSION_MODULE_BYTES
+
+    base = submission("(i64.const 0)")
+    fits = custom_section(base, MAX_SUBMISSION_MODULE_BYTES - len(base) - 16)
+    assert len(fits) <= MAX_SUBMISSION_MODULE_BYTES
+    too_big = custom_section(base, MAX_SUBMISSION_MODULE_BYTES)
+    assert box._prepare_nested(fits, hashlib.sha256(fits).hexdigest()) is not None
+    assert box._prepare_nested(too_big, hashlib.sha256(too_big).hexdigest()) is None

@@ -81,8 +81,10 @@ def test_every_outcome_is_recorded_consistently(sandbox: Sandbox, case) -> None:
     else:
         assert result.output is None and result.result is None
     assert isinstance(result.wall_ms, int) and result.wall_ms >= 0
+    if case.expect == "timeout":  # the epoch clock ticks in steps of a few milliseconds
+        assert result.wall_ms >= case.limits.wall_ms * 0.9
     assert isinstance(result.compile_ms, int) and result.compile_ms >= 0
-    assert isinstance(result.logs, list)
+    assert result.logs == (["flood"] * 64 if case.name == "log_flood" else [])
 
 
 def test_a_good_evaluation_reports_its_fuel_output_and_logs(sandbox: Sandbox) -> None:

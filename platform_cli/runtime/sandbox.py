@@ -372,7 +372,10 @@ class Sandbox:
         if store is not None:
             memory = memory or _instance_memory(store, instance)
             peak = memory.data_len(store) if memory is not None else 0
-        near_cap = limits.memory_bytes - max(16 * PAGE, limits.memory_bytes // 16)
+        # A failure this close to the cap is blamed on it (a refused memory.grow is what
+        # usually precedes it): within a sixteenth of the cap, and never less than a page,
+        # so that under a small cap a module's own trap keeps its name.
+        near_cap = limits.memory_bytes - max(PAGE, limits.memory_bytes // 16)
         if outcome not in ("ok", "invalid", "timeout", "out_of_fuel", "failed") and peak > near_cap:
             outcome, message = (
                 "memory_limit",
