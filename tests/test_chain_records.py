@@ -96,7 +96,7 @@ def test_a_stored_vector_is_replaced_until_a_submission_may_have_sent_it(state) 
         records.store(state, second)
     text = str(refused.value)
     assert f"submission #{pending} may have sent it (its outcome is unknown)" in text
-    assert first.vector_hash[:16] in text
+    assert f"epoch 4's vector {first.vector_hash[:16]}… is fixed: submission #{pending} " in text
     assert "platform weights show --epoch 4" in text
     assert records.load(state, NETUID, 0, 4) == first
     # Storing the same vector again is harmless; other epochs and mechanisms are free.
@@ -222,7 +222,13 @@ def test_a_missed_epoch_is_a_row_and_an_error_in_the_log(state, caplog: pytest.L
     [history] = rows(state)
     assert (history["epoch"], history["outcome"], history["message"]) == (9, "missed", "deadline passed")
     assert history["vector_hash"] == Vector(NETUID, 0, 9, 0, {}, {}).vector_hash
-    assert last_audit(state).action == "weights.missed"
+    entry = last_audit(state)
+    assert (entry.actor, entry.action) == (HOTKEY, "weights.missed")
+    assert (entry.detail["path"], entry.detail["block"], entry.detail["message"]) == (
+        "",
+        None,
+        "deadline passed",
+    )
     [logged] = caplog.records
     assert logged.levelno == logging.ERROR
     assert (
@@ -240,7 +246,7 @@ def test_resolve_pending_settles_only_this_epochs_pending_rows_of_this_hotkey(st
     failed = records.refused(state, v, HOTKEY, "no permit")
     records.resolve_pending(state, NETUID, 0, HOTKEY, 4, 1010)
     by_id = {r["id"]: r for r in rows(state)}
-    assert (by_id[mine]["outcome"], by_id[mine]["block"]) == ("submitted", 1010)
+    assert (by_id[mine]["outcome"], by_id[mine]["block"], by_id[mine]["path"]) == ("submitted", 1010, "")
     assert by_id[mine]["message"] == "found on chain after an interrupted submission (last update 1010)"
     assert last_audit(state).action == "weights.submitted"
     assert [by_id[i]["outcome"] for i in (theirs, later, other_mech, failed)] == [
@@ -255,7 +261,13 @@ def test_resolve_pending_settles_only_this_epochs_pending_rows_of_this_hotkey(st
 def test_resolve_pending_without_a_row_records_what_the_chain_shows(state) -> None:
     records.resolve_pending(state, NETUID, 0, HOTKEY, 4, 1010)
     [history] = rows(state)
-    assert (history["epoch"], history["outcome"], history["block"]) == (4, "submitted", 1010)
+    assert (history["epoch"], history["outcome"], history["block"], history["path"]) == (
+        4,
+        "submitted",
+        1010,
+        "",
+    )
+    assert history["vector_hash"] == Vector(NETUID, 0, 4, 0, {}, {}).vector_hash
     assert history["message"] == "weights for this epoch found on chain"
     entry = last_audit(state)
     assert (entry.actor, entry.action, entry.detail["block"]) == (HOTKEY, "weights.submitted", 1010)
@@ -285,6 +297,8 @@ def test_history_is_newest_first_limited_and_per_subnet(state) -> None:
     assert list(listed[0]) == [*records.HISTORY_KEYS, "created_ms"]
     assert listed[0]["created_ms"] > 0
     assert len(records.history(state, NETUID)) == 4
+    more = [records.begin(state, vector(epoch=e), HOTKEY) for e in range(4, 60)]
+    assert [r["id"] for r in records.history(state, NETUID)] == (ids + more)[::-1][:50]
 
 
 def test_committed_reads_the_vector_consensus_agreed_on(state) -> None:
