@@ -3,6 +3,7 @@ floods cost bounded writes and end in a ban."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,41 @@ def test_a_peers_sender_record_is_checked_once_until_it_changes(
             assert traffic_totals(node.state)["admitted"] == 6
             assert _reasons(node.state) == {("dropped", "bad_sender_record"): 1}
             assert checked == [own, foreign]
+
+    trio.run(scenario)
+
+
+def test_messages_admitted_together_are_stored_in_one_commit(tmp_path: Path) -> None:
+    """Forty messages in one RPC are validated side by side: one write transaction holds
+    them all (a group commit), and none is forwarded before it is in the inbox."""
+    miner = _signer(tmp_path / "keys", "miner")
+    _register(tmp_path / "node", miner.ss58)
+
+    async def scenario() -> None:
+        async with node_in_process(tmp_path / "node") as node:
+            forwarded: list[bool] = []  # whether each was stored when it went to the router
+            forward = node.gossipsub.publish
+
+            async def checked_forward(forwarder: Any, msg: Any) -> None:
+                forwarded.append(store.inbox_has(node.state, hashlib.sha256(msg.data).hexdigest()))
+                await forward(forwarder, msg)
+
+            node.gossipsub.publish = checked_forward
+            host = new_host()
+            async with host.run(listen_addrs=[multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
+                await host.connect(info_from_p2p_addr(multiaddr.Multiaddr(node.addrs[0])))
+                stream = await host.new_stream(node.host.get_id(), [TProtocol("/meshsub/1.1.0")])
+                peer = RawPeer(host, stream)
+                batch = [peer.message(_seal(miner, seq), [SUBMISSIONS]) for seq in range(1, 41)]
+                before = node.pubsub.inbox.batches
+                await peer.send(*batch)
+                await await_until(
+                    lambda: traffic_totals(node.state).get("admitted", 0) == 40, 10, "forty admitted"
+                )
+            assert node.pubsub.inbox.items == 40
+            assert node.pubsub.inbox.batches - before == 1
+            assert len(store.inbox_rows(node.state)) == 40
+            assert forwarded == [True] * 40
 
     trio.run(scenario)
 

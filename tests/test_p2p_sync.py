@@ -15,6 +15,7 @@ from platform_cli.core import envelope as env
 from platform_cli.core import gossip
 from platform_cli.identity import KeyStore, Signer
 from platform_cli.p2p import store
+from platform_cli.p2p.group_commit import GroupCommit
 from platform_cli.state.db import open_state
 from platform_cli.state.metagraph import Neuron, Snapshot, save_snapshot
 from tests.p2p_helpers import NETWORK, await_until, node_in_process
@@ -52,15 +53,20 @@ def test_a_local_failure_in_admission_is_not_cached_as_invalid(tmp_path: Path) -
                 from_id=node.host.get_id().to_bytes(), data=envelope.to_wire(), seqno=b"\0" * 7 + b"\1",
                 topicIDs=[topic],
             )  # fmt: skip
-            real = node.admission.admit
 
             def locked(*args, **kwargs):
                 raise sqlite3.OperationalError("database is locked")
 
-            node.admission.admit = locked
+            real_check, real_inbox = node.admission.check, node.pubsub.inbox
+            node.admission.check = locked  # failing before the write
             with pytest.raises(ValidationError):
                 await node.pubsub.validate_msg(node.host.get_id(), msg)
-            node.admission.admit = real
+            node.admission.check = real_check
+            node.pubsub.inbox = GroupCommit(locked)  # failing in the batched write
+            with pytest.raises(ValidationError):
+                await node.pubsub.validate_msg(node.host.get_id(), msg)
+            assert not store.inbox_rows(node.state)
+            node.pubsub.inbox = real_inbox
             await node.pubsub.validate_msg(node.host.get_id(), msg)  # validated afresh: accepted
             assert envelope.message_id() in {r["msg_id"] for r in store.inbox_rows(node.state)}
 

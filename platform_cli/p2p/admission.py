@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from platform_cli.clock import now_ms
 from platform_cli.core import envelope as env
@@ -36,6 +37,15 @@ STORED, HELD, OWN_HELD = "stored", "held", "own_held"
 LOCAL_VIEW_REASONS = frozenset({"wrong_role", "stale", "rate_limited", "peer_rate_limited"})
 """Refusals that depend on our own view (validator set, clock, budgets) and may turn into
 acceptance later: sync does not move its cursor past them."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A message admission accepted, not yet stored."""
+
+    received: store.Received
+    msg_id: str
+    forwarder: str
 
 
 class Admission:
@@ -127,6 +137,17 @@ class Admission:
         it was refused (counted). ``forwarder`` is the peer that handed it to us (for
         sync: the responder). Gossip from peers is counted as received by the pubsub
         layer (which may drop it before admission); sync and our own messages here."""
+        checked = self.check(topic, data, origin_peer, forwarder=forwarder, from_sync=from_sync)
+        if isinstance(checked, str):
+            return checked
+        (stored,) = store.store_received_batch(self.state, [checked.received])
+        return self.settle(checked, stored)
+
+    def check(
+        self, topic: str, data: bytes, origin_peer: str, *, forwarder: str = "", from_sync: bool = False
+    ) -> Checked | str:
+        """Everything :meth:`admit` decides before the durable write: the message to
+        store, or the outcome (``HELD``, ``OWN_HELD``, a refusal reason, counted)."""
         via = self.via(origin_peer, forwarder, from_sync)
         label = self.label(topic)
         now = now_ms()
@@ -186,23 +207,34 @@ class Admission:
             problem = gossip.check_announce(envelope, origin_peer)
             if problem:
                 return self.reject(topic, "bad_announce", problem, data, origin_peer, forwarder, via)
-        if not store.store_received(
-            self.state, topic, envelope, data, origin_peer, "sync" if from_sync else "gossip", counted_as=via
-        ):
-            if store.seen(self.state, msg_id):
-                self.tally.count(label, via, "dropped", "duplicate", now_ms=now)
+        path = "sync" if from_sync else "gossip"
+        return Checked(store.Received(topic, envelope, data, origin_peer, path, via), msg_id, forwarder)
+
+    def settle(self, checked: Checked, stored: bool) -> str:
+        """The outcome of a checked message once the write is done (``stored``: whether
+        :func:`store.store_received` kept it), counted; listeners hear of it."""
+        received = checked.received
+        topic, envelope, via = received.topic, received.envelope, received.counted_as or received.via
+        label = self.label(topic)
+        if not stored:
+            if store.seen(self.state, checked.msg_id):
+                self.tally.count(label, via, "dropped", "duplicate", now_ms=now_ms())
                 return HELD
             return "replay"  # counted by store_received, in its transaction
-        self.tally.count(label, via, "admitted", now_ms=now)
+        self.tally.count(label, via, "admitted", now_ms=now_ms())
         for listener in self.listeners:
             listener(topic, envelope)
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
-                "admitted topic=%s msg_id=%s origin=%s forwarder=%s", topic, msg_id, origin_peer, forwarder
+                "admitted topic=%s msg_id=%s origin=%s forwarder=%s",
+                topic,
+                checked.msg_id,
+                received.from_peer,
+                checked.forwarder,
             )
-        if envelope.kind == gossip.ANNOUNCE_KIND and origin_peer != self.local_peer:
+        if envelope.kind == gossip.ANNOUNCE_KIND and received.from_peer != self.local_peer:
             addrs = envelope.body.get("addrs", [])
-            store.bind_hotkey(self.state, origin_peer, envelope.signer, addrs[0] if addrs else "")
+            store.bind_hotkey(self.state, received.from_peer, envelope.signer, addrs[0] if addrs else "")
             self._loaded_at = -1e9  # the binding may make a validator's peer known
         return STORED
 

@@ -227,7 +227,14 @@ class Node:
         while True:
             store.heartbeat(self.state)
             self.admission.flush()
-            log.debug("status peers=%d gossip_cache=%d", len(self.connected), len(self.gossipsub.mcache.msgs))
+            inbox = self.pubsub.inbox
+            log.debug(
+                "status peers=%d gossip_cache=%d inbox_writes=%d inbox_commits=%d",
+                len(self.connected),
+                len(self.gossipsub.mcache.msgs),
+                inbox.items,
+                inbox.batches,
+            )
             now = set(self.host.get_connected_peers())
             new = now - self.connected
             for peer in new:

@@ -11,7 +11,8 @@ once more as ``admitted`` or ``refused`` (by admission, in the topic validator) 
 fail to forward. The counts live in the admission's tally.
 
 The topic validator is admission itself (checked and stored before anything is
-forwarded). The subscription channels would only copy what admission already stored, and
+forwarded); py-libp2p validates each message in a task of its own, so the messages
+admitted side by side are stored in one commit (:mod:`platform_cli.p2p.group_commit`). The subscription channels would only copy what admission already stored, and
 drop copies when full: they are not fed.
 """
 
@@ -24,16 +25,22 @@ import time
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from libp2p.peer.id import ID
 from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.gossipsub import GossipSub
-from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationResult
+from libp2p.pubsub.pubsub import Pubsub, ValidationCache, ValidationError, ValidationResult
 
+from platform_cli.p2p import store
 from platform_cli.p2p.admission import HELD, OWN_HELD, STORED, Admission
+from platform_cli.p2p.group_commit import GroupCommit
 
 log = logging.getLogger("platform.p2p")
+MAX_BATCH = 256
+"""The most admitted messages one commit writes (a quarter of a replay window: a batch
+is written in the order its tasks ran, which trio may reverse)."""
 UNCACHED_REASONS = frozenset({"rate_limited", "peer_rate_limited"})
 """Refusals for a budget spent at that moment (the signer's, the forwarder's): the same
 message may be admitted later, or from another peer, so they are not cached."""
@@ -97,11 +104,16 @@ class AccountedPubsub(Pubsub):
     ) -> None:
         super().__init__(host, router, strict_signing=True, **kwargs)
         self.admission = admission
+        self.inbox: GroupCommit[store.Received, bool] = GroupCommit(
+            partial(store.store_received_batch, admission.state), max_batch=MAX_BATCH
+        )
+        """Admitted messages are written in batches (one commit for all those admitted
+        while the last batch was written), each before its validator answers."""
         self.validation_cache = ReasonedValidationCache(
             self.validation_cache.ttl, self.validation_cache.max_size
         )
         for topic in topics:
-            self.set_topic_validator(topic, self._validator(topic), False)
+            self.set_topic_validator(topic, self._validator(topic), True)
         self._sender_records: OrderedDict[ID, tuple[bytes, float]] = OrderedDict()
         """The sender record each peer sent last and when it was checked (LRU, bounded)."""
         _by_host[host] = self
@@ -181,6 +193,26 @@ class AccountedPubsub(Pubsub):
         if not push.validated:  # py-libp2p stopped before our validator
             self.admission.drop(topic, self._late_drop(msg_forwarder, msg), forwarder)
 
+    async def validate_msg(self, msg_forwarder: ID, msg: Any) -> None:
+        """py-libp2p's, with each topic validator awaited in place, in topic order (the
+        first refusal ends it): py-libp2p runs async validators together in a nursery of
+        their own under a timeout, about 50 µs a message. Ours answer within a scheduler
+        pass and one write (:class:`GroupCommit`)."""
+        msg_id = self._msg_id_constructor(msg)
+        cached = self.validation_cache.get(msg_id)
+        if cached is not None:
+            if not cached.is_valid:
+                raise ValidationError(f"cached refusal: {cached.error_message or 'refused'}")
+            return
+        for topic_validator in self.get_msg_validators(msg):
+            valid = topic_validator.validator(msg_forwarder, msg)
+            if topic_validator.is_async:
+                valid = await valid
+            if not valid:
+                self.validation_cache.put(msg_id, ValidationResult(False, time.time(), "refused"))
+                raise ValidationError("refused by the topic validator")
+        self.validation_cache.put(msg_id, ValidationResult(True, time.time()))
+
     def _early_drop(self, forwarder: ID, msg: Any) -> str | None:
         """The checks py-libp2p's push_msg makes first, in its order."""
         if self.is_peer_blacklisted(forwarder):
@@ -198,7 +230,7 @@ class AccountedPubsub(Pubsub):
         return "bad_pubsub_signature"
 
     def _validator(self, topic: str) -> Any:
-        def validate(forwarder: ID, msg: Any) -> bool:
+        async def validate(forwarder: ID, msg: Any) -> bool:
             push = _push.get()
             if push is not None:
                 push.validated = True
@@ -211,7 +243,11 @@ class AccountedPubsub(Pubsub):
                 return False
             try:
                 origin = ID(msg.from_id).to_base58()
-                outcome = self.admission.admit(topic, msg.data, origin, forwarder=peer)
+                checked = self.admission.check(topic, msg.data, origin, forwarder=peer)
+                if isinstance(checked, str):
+                    outcome = checked
+                else:
+                    outcome = self.admission.settle(checked, await self.inbox.submit(checked.received))
             except Exception as exc:  # a bug or a locked database must not kill the pubsub reader
                 log.exception("admission failed topic=%s", topic)
                 self.validation_cache.transient.add(msg_id)

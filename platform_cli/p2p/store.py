@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,20 @@ def _save_window(state: State, signer: str, kind: str, updated: BitWindow) -> No
     )
 
 
+@dataclass(frozen=True)
+class Received:
+    """A message admission accepted, to be stored: ``wire`` is the envelope's canonical
+    wire form (what it was decoded from), ``counted_as`` the path a replay is counted
+    under (``via`` by default)."""
+
+    topic: str
+    envelope: env.Envelope
+    wire: bytes
+    from_peer: str
+    via: str = "gossip"
+    counted_as: str | None = None
+
+
 def store_received(
     state: State,
     topic: str,
@@ -62,41 +76,54 @@ def store_received(
     may have taken the number since admission looked). Sync carries what a node missed,
     possibly far below the window by now: its replay check is the set of message ids
     seen within the retention period (sync refuses anything older), and it advances the
-    window only when the number is inside it. ``wire`` is the envelope's canonical wire
-    form (what it was decoded from); ``counted_as`` the path a replay is counted under
-    (``via`` by default)."""
-    msg_id = hashlib.sha256(wire).hexdigest()
+    window only when the number is inside it."""
+    (stored,) = store_received_batch(state, [Received(topic, envelope, wire, from_peer, via, counted_as)])
+    return stored
+
+
+def store_received_batch(state: State, batch: Sequence[Received]) -> list[bool]:
+    """:func:`store_received` for each message in order, all in one write transaction
+    (a group commit: a flood costs one commit per batch, not one per message)."""
     with write_transaction(state):
-        inserted = state.execute(
-            "INSERT OR IGNORE INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms]
-        ).rowcount
-        if not inserted:
-            return False  # held already
-        current = window(state, envelope.signer, envelope.kind)
-        problem = current.check(envelope.seq)
-        if problem is not None and via != "sync":
-            state.execute("DELETE FROM p2p_seen WHERE msg_id = ?", [msg_id])
-            detail = f"{envelope.signer} seq {envelope.seq}: {problem}"
-            add_traffic(state, [TallyRow(topic, counted_as or via, "refused", "replay", 1, now_ms(), detail)])
-            return False
-        if problem is None:
-            _save_window(state, envelope.signer, envelope.kind, current.accept(envelope.seq))
-        state.execute(
-            "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                msg_id,
-                topic,
-                envelope.kind,
-                envelope.signer,
-                envelope.seq,
-                envelope.ts_ms,
-                from_peer,
-                via,
-                wire,
-                now_ms(),
-            ],
+        return [_store_one(state, item) for item in batch]
+
+
+def _store_one(state: State, item: Received) -> bool:
+    envelope = item.envelope
+    msg_id = hashlib.sha256(item.wire).hexdigest()
+    inserted = state.execute(
+        "INSERT OR IGNORE INTO p2p_seen (msg_id, ts_ms) VALUES (?, ?)", [msg_id, envelope.ts_ms]
+    ).rowcount
+    if not inserted:
+        return False  # held already
+    current = window(state, envelope.signer, envelope.kind)
+    problem = current.check(envelope.seq)
+    if problem is not None and item.via != "sync":
+        state.execute("DELETE FROM p2p_seen WHERE msg_id = ?", [msg_id])
+        detail = f"{envelope.signer} seq {envelope.seq}: {problem}"
+        add_traffic(
+            state,
+            [TallyRow(item.topic, item.counted_as or item.via, "refused", "replay", 1, now_ms(), detail)],
         )
+        return False
+    if problem is None:
+        _save_window(state, envelope.signer, envelope.kind, current.accept(envelope.seq))
+    state.execute(
+        "INSERT INTO p2p_inbox (msg_id, topic, kind, signer, seq, ts_ms, from_peer, via, envelope, received_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            msg_id,
+            item.topic,
+            envelope.kind,
+            envelope.signer,
+            envelope.seq,
+            envelope.ts_ms,
+            item.from_peer,
+            item.via,
+            item.wire,
+            now_ms(),
+        ],
+    )
     return True
 
 
