@@ -175,6 +175,16 @@ def test_engine_info_and_cache_key_carry_the_pinned_settings(tmp_path):
         baseline.close()
 
 
+def test_sandboxes_of_different_engines_sharing_a_cache_dir_keep_their_artifacts_apart(tmp_path):
+    boxes = [Sandbox(cache_dir=tmp_path), Sandbox(cache_dir=tmp_path, isa_flags=HOST_FEATURES)]
+    try:
+        assert [box.cache.fingerprint for box in boxes] == [box.engine.fingerprint for box in boxes]
+        assert boxes[0].cache.key("ab" * 32) != boxes[1].cache.key("ab" * 32)
+    finally:
+        for box in boxes:
+            box.close()
+
+
 def test_each_setting_changes_the_fingerprint(monkeypatch):
     before = eng.engine_fingerprint()
     monkeypatch.setitem(eng.ENGINE_SETTINGS, "cranelift_opt_level", "speed")

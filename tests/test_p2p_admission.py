@@ -210,3 +210,38 @@ def test_validation_cache_keeps_reasons_and_skips_transient_refusals() -> None:
     cache.transient.add(b"v")
     cache.put(b"v", _result(True))  # valid results are cached whatever happened
     assert cache.get(b"v") is not None
+
+
+class Writes:
+    """Counts the write transactions a connection begins (sqlite's trace callback)."""
+
+    def __init__(self, state: State) -> None:
+        self.count = 0
+        state.conn.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
+        self.count += statement.startswith("BEGIN")
+
+
+def test_a_replay_of_what_we_stored_is_refused_before_any_write(state: State, signer: Signer) -> None:
+    adm = admission(state)
+    assert adm.admit(TOPIC, seal(signer, 1).to_wire(), "peerA", forwarder="peerA") == "stored"
+    writes = Writes(state)
+    other_body = seal(signer, 1, body={"other": True}).to_wire()
+    assert adm.admit(TOPIC, other_body, "peerA", forwarder="peerA") == "replay"
+    assert writes.count == 0  # refused by the remembered window, counted in memory
+    assert count(state, "replay", adm) == 1
+
+
+def test_a_window_another_process_advanced_is_still_enforced_by_the_write(
+    state: State, signer: Signer
+) -> None:
+    adm = admission(state)
+    assert adm.admit(TOPIC, seal(signer, 1).to_wire(), "peerA", forwarder="peerA") == "stored"
+    elsewhere = seal(signer, 2)  # stored by another process: our remembered window lags
+    assert store.store_received(state, TOPIC, elsewhere, elsewhere.to_wire(), "peerB")
+    same_number = seal(signer, 2, body={"other": True}).to_wire()
+    assert adm.admit(TOPIC, same_number, "peerA", forwarder="peerA") == "replay"
+    assert count(state, "replay", adm) == 1
+    assert sorted(r["seq"] for r in store.inbox_rows(state)) == [1, 2]
+    assert adm.admit(TOPIC, seal(signer, 3).to_wire(), "peerA", forwarder="peerA") == "stored"

@@ -4,12 +4,14 @@ at its edge, evaluations from threads other than the main one, and the bounded c
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import threading
 
 import pytest
 import wasmtime
 
+from platform_cli.core import abi
 from platform_cli.core.challenge import ResourcePolicy
 from platform_cli.runtime import host, sandbox
 from platform_cli.runtime.sandbox import PAGE, RunResult, Sandbox
@@ -66,6 +68,12 @@ NESTED = {
     "no run export": (submission(), host.RUN_BAD_OUTPUT, 0, 0),
     "memory over the nested cap": (submission("(i64.const 0)", pages=513), host.RUN_INVALID_MODULE, 0, 0),
     "malformed bytes": (b"\0asm\x01\0\0\0\x05", host.RUN_INVALID_MODULE, 0, 0),
+    "blocks nested deeper than a submission's limit": (
+        submission("(block " * 300 + ")" * 300 + " (i64.const 0)"),
+        host.RUN_INVALID_MODULE,
+        0,
+        0,
+    ),
     "memory exactly at the nested cap": (
         submission("(i64.const 0)", pages=host.NESTED_MEMORY_CAP // PAGE),
         host.RUN_OK,
@@ -325,13 +333,38 @@ def test_the_seed_a_challenge_reads_is_the_evaluations(box: Sandbox) -> None:
     assert box.evaluate(module, sha, "evaluate", data, LIMITS, bytes(32)).outcome == "trap:unreachable"
 
 
-def test_running_out_of_fuel_or_ending_invalid_near_the_memory_cap_keeps_its_outcome(box: Sandbox) -> None:
-    limits = ResourcePolicy(
-        fuel=200_000, memory_bytes=64 * PAGE, wall_ms=5_000, max_input_bytes=1 << 16, max_output_bytes=4096
-    )
-    spin = challenge(1024, 0, body="(drop (memory.grow (i32.const 63))) (loop $l (br $l))")
-    result = run_challenge(box, spin, limits)
+NEAR_CAP = ResourcePolicy(
+    fuel=200_000, memory_bytes=64 * PAGE, wall_ms=5_000, max_input_bytes=1 << 16, max_output_bytes=4096
+)
+GROW_TO_CAP = "(drop (memory.grow (i32.const 63)))"
+
+
+def test_running_out_of_fuel_near_the_memory_cap_keeps_its_outcome(box: Sandbox) -> None:
+    spin = challenge(1024, 0, body=f"{GROW_TO_CAP} (loop $l (br $l))")
+    result = run_challenge(box, spin, NEAR_CAP)
     assert (result.outcome, result.peak_memory) == ("out_of_fuel", 64 * PAGE)
+
+
+def test_a_timeout_near_the_memory_cap_keeps_its_outcome(box: Sandbox) -> None:
+    spin = challenge(1024, 0, body=f"{GROW_TO_CAP} (loop $l (br $l))")
+    limits = dataclasses.replace(NEAR_CAP, fuel=10**12, wall_ms=100)
+    result = run_challenge(box, spin, limits)
+    assert (result.outcome, result.peak_memory) == ("timeout", 64 * PAGE)
+
+
+@pytest.mark.parametrize("valid", [True, False], ids=["ok", "invalid"])
+def test_a_result_near_the_memory_cap_keeps_its_outcome(box: Sandbox, valid: bool) -> None:
+    written = abi.encode_output(abi.Result(abi.SCORE_SCALE if valid else 0, valid, "done"))
+    segment = "".join(f"\\{byte:02x}" for byte in written)
+    module = challenge(
+        1024, packed(16, len(written)), exports=f'(data (i32.const 16) "{segment}")', body=GROW_TO_CAP
+    )
+    result = run_challenge(box, module, NEAR_CAP)
+    assert (result.outcome, result.message, result.peak_memory) == (
+        "ok" if valid else "invalid",
+        "done",
+        64 * PAGE,
+    )
 
 
 # --- what a failure is called -----------------------------------------------------------
@@ -349,6 +382,10 @@ def test_running_out_of_fuel_or_ending_invalid_near_the_memory_cap_keeps_its_out
             ("memory_limit", "memory minimum size of 300 pages exceeds memory limits"),
         ),
         (wasmtime.WasmtimeError("memory limit reached"), ("memory_limit", "memory limit reached")),
+        (
+            wasmtime.WasmtimeError("memory minimum of 300 pages"),
+            ("memory_limit", "memory minimum of 300 pages"),
+        ),
         (wasmtime.WasmtimeError("memory is fine"), ("abi_error", "memory is fine")),
         (wasmtime.WasmtimeError("table limit reached"), ("abi_error", "table limit reached")),
         (wasmtime.WasmtimeError("minimum of something"), ("abi_error", "minimum of something")),
@@ -386,6 +423,17 @@ def test_a_native_stack_overflow_is_a_failure_that_names_the_wrong_bound(uninstr
     )
 
 
+def test_a_native_stack_overflow_near_the_memory_cap_is_still_a_failure(uninstrumented: Sandbox) -> None:
+    deep = challenge(
+        1024,
+        0,
+        exports="(func $f (param i32) (result i32) (call $f (i32.add (local.get 0) (i32.const 1))))",
+        body=f"{GROW_TO_CAP} (drop (call $f (i32.const 0)))",
+    )
+    result = run_challenge(uninstrumented, deep, dataclasses.replace(NEAR_CAP, fuel=10**9))
+    assert (result.outcome, result.peak_memory) == ("failed", 64 * PAGE)
+
+
 def test_a_native_stack_overflow_in_a_nested_run_fails_the_evaluation(uninstrumented: Sandbox) -> None:
     deep = submission(
         "(drop (call $f (i32.const 0))) (i64.const 0)",
@@ -421,6 +469,12 @@ def test_submissions_named_up_front_are_compiled_before_the_clock_starts(box: Sa
     result = box.evaluate(runner, runner_sha, "evaluate", data, LIMITS, seed, (module,))
     assert result.outcome == "ok" and (id(box.bare_linker), sha) in box._loaded
     assert (sha, host.NESTED_MEMORY_CAP, False) in box._shapes
+    unused = submission("(i64.const 0)", extra="(global i32 (i32.const 78))")
+    unused_sha = hashlib.sha256(unused).hexdigest()
+    never_runs_it = challenge(1024, 0)
+    data, seed, sha = make_input(never_runs_it, unused)
+    box.evaluate(never_runs_it, sha, "evaluate", data, LIMITS, seed, (unused,))
+    assert (id(box.bare_linker), unused_sha) in box._loaded  # compiled up front, under its hash
 
 
 def custom_section(module: bytes, size: int) -> bytes:

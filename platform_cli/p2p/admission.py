@@ -18,6 +18,7 @@ import hashlib
 import logging
 import sqlite3
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from platform_cli.state.db import State
 
 log = logging.getLogger("platform.p2p")
 VALIDATOR_SET_TTL_S = 2.0
+MAX_CACHED_WINDOWS = 4096
 STORED, HELD, OWN_HELD = "stored", "held", "own_held"
 LOCAL_VIEW_REASONS = frozenset({"wrong_role", "stale", "rate_limited", "peer_rate_limited"})
 """Refusals that depend on our own view (validator set, clock, budgets) and may turn into
@@ -75,6 +77,12 @@ class Admission:
         self._registered: frozenset[str] = frozenset()
         self._validator_peers: frozenset[str] = frozenset()
         self._loaded_at = -1e9
+        self._windows: OrderedDict[tuple[str, str], BitWindow] = OrderedDict()
+        """Replay windows as read here or advanced by what we stored (LRU), for the
+        pre-check before a signature is verified. A window only ever advances, so an
+        entry may lag the state (another process stored a message) but is never ahead of
+        it: the pre-check refuses nothing the state accepts, and the write checks the
+        state's own window in its transaction."""
         self.local_peer = ""  # set by the node: our own announcements bind nothing
         self.tally = gossip.Tally()
         self.standing = gossip.Standing()
@@ -222,6 +230,10 @@ class Admission:
                 return HELD
             return "replay"  # counted by store_received, in its transaction
         self.tally.count(label, via, "admitted", now_ms=now_ms())
+        key = (envelope.signer, envelope.kind)
+        cached = self._windows.get(key)
+        if cached is not None and cached.check(envelope.seq) is None:
+            self._remember_window(key, cached.accept(envelope.seq))
         for listener in self.listeners:
             listener(topic, envelope)
         if log.isEnabledFor(logging.DEBUG):
@@ -249,7 +261,18 @@ class Admission:
             self.suspended.clear()
 
     def _window(self, signer: str, kind: str) -> BitWindow:
-        return store.window(self.state, signer, kind)
+        key = (signer, kind)
+        window = self._windows.get(key)
+        if window is None:
+            window = store.window(self.state, signer, kind)
+        self._remember_window(key, window)
+        return window
+
+    def _remember_window(self, key: tuple[str, str], window: BitWindow) -> None:
+        self._windows[key] = window
+        self._windows.move_to_end(key)
+        if len(self._windows) > MAX_CACHED_WINDOWS:
+            self._windows.popitem(last=False)
 
     def reject(
         self, topic: str, reason: str, detail: str, data: bytes, origin: str, forwarder: str, via: str

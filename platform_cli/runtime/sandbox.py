@@ -187,8 +187,10 @@ def _overflowed(exc: wasmtime.Trap, overflow: int | None) -> bool:
     return bool(frames) and frames[0].func_index == overflow
 
 
-def _func(exports: Any, store: Any, name: str, params: list[str], results: list[str]) -> wasmtime.Func:
-    item = exports.get(name) if hasattr(exports, "get") else None
+def _func(
+    exports: Mapping[str, Any], store: wasmtime.Store, name: str, params: list[str], results: list[str]
+) -> wasmtime.Func:
+    item = exports.get(name)
     if not isinstance(item, wasmtime.Func):
         raise _Refused("abi_error", f"missing export function {name!r}")
     kind = item.type(store)
@@ -207,7 +209,7 @@ def _call_guest(
     max_output: int,
 ) -> tuple[bytes, wasmtime.Memory]:
     exports = instance.exports(store)
-    memory = exports.get("memory") if hasattr(exports, "get") else None
+    memory = exports.get("memory")
     if not isinstance(memory, wasmtime.Memory):
         raise _Refused("abi_error", "missing export 'memory'")
     alloc = _func(exports, store, "alloc", ["i32"], ["i32"])
