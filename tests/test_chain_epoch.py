@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -554,14 +555,15 @@ def test_a_lost_answer_leaves_the_submission_pending_until_the_chain_shows_it(
 
     with (
         caplog.at_level(logging.INFO, logger="platform.weights"),
-        pytest.raises(PlatformError, match=r"may or may not have landed \(.*no answer within 3 s"),
+        # The command's budget is 3 s in all (no retries): the submit call gets what the
+        # reads before it left, 3 s or a little less on a loaded machine.
+        pytest.raises(PlatformError, match=r"may or may not have landed \(.*no answer within (3|2\.\d) s"),
     ):
         asyncio.run(submit())
     me = KeyStore(data_dir).signer("validator").ss58
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("weights.unknown")]
-    assert (
-        line.startswith(f"weights.unknown epoch={epoch} hotkey={me} error=")
-        and "no answer within 3 s" in line
+    assert line.startswith(f"weights.unknown epoch={epoch} hotkey={me} error=") and re.search(
+        r"no answer within (3|2\.\d) s", line
     )
     landed = [e for e in dev.extrinsics() if e["function"] == "set_mechanism_weights"]
     dev.release()

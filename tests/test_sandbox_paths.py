@@ -222,6 +222,17 @@ def test_the_sandboxs_caches_keep_the_newest_entries_within_their_bounds() -> No
         opened.close()
 
 
+def test_a_module_is_validated_and_compiled_once_then_served_from_memory(box: Sandbox) -> None:
+    module = submission("(i64.const 0)", extra="(global i32 (i32.const 79))")
+    sha = f"{79:064x}"
+    shape, loaded = box._prepare_nested(module, sha)
+    assert box._shape(module, sha, host.NESTED_MEMORY_CAP, challenge=False) is shape
+    again = box._prepare_nested(module, sha)
+    assert again is not None and again[0] is shape and again[1] is loaded
+    other = box._prepare_nested(submission("(i64.const 1)"), f"{80:064x}")
+    assert other is not None and other[1] is not loaded
+
+
 # --- the ABI's edges, with modules built here -------------------------------------------
 
 

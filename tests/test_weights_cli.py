@@ -658,3 +658,23 @@ def test_the_uid_of_a_hotkey_that_left_the_subnet_is_a_clear_error(
     finally:
         chain.release()
     assert str(info.value) == f"hotkey {stranger} is no longer registered on netuid {NETUID}"
+
+
+def test_the_vector_consensus_agreed_is_the_one_the_chain_gets(data_dir: Path, network: int) -> None:
+    """``submit_with(agreed=...)``, as the epoch loop calls it: the agreed units go out (not
+    our own aggregate), converted with our own uid's row excluded from the padding."""
+    from platform_cli.chain.records import Committed
+
+    miner = uid("miner-01")
+    agreed = Committed(7, "cd" * 32, ((0, 100), (miner, 900)))
+    vector, done, outcome = submit_in_process(data_dir, agreed=agreed, source="consensus height 7")
+    assert outcome == "confirmed" and done.message.startswith("consensus height 7; chain holds")
+    assert {u: w for u, w in vector.weights.items() if w > 1} == {0: 100, miner: 900}
+    assert vector.detail["source"] == "consensus height 7" and vector.detail["vector_hash"] == "cd" * 32
+    assert uid("validator-0") not in vector.u16  # never padded onto ourselves
+
+    async def read(client: Any) -> Any:
+        return await client.query(("SubtensorModule", "Weights"), [NETUID, uid("validator-0")])
+
+    assert {d: w for d, w in sdk_read(data_dir / "devchain.db", read)} == vector.u16
+    assert vector.u16[miner] == 65535 and vector.u16 != EXPECTED_U16

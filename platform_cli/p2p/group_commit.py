@@ -44,6 +44,7 @@ class GroupCommit(Generic[Item, Result]):
         self._queue: list[_Slot[Item, Result]] = []
         self._leading = False
         self.batches = 0
+        """Writes that succeeded, and the items they held (the node logs both)."""
         self.items = 0
 
     async def submit(self, item: Item) -> Result:
