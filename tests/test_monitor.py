@@ -157,6 +157,21 @@ def fixture_state(tmp_path: Path) -> Path:
     return data_dir
 
 
+async def steady_screenshot(pilot: Any, app: MonitorApp) -> str:
+    """The screen once it stops changing: a tab switch moves the focus, and the footer
+    recomposes its keys for the new bindings a moment later (on a loaded machine, later
+    than a fixed pause)."""
+    previous = ""
+    for _ in range(100):
+        await pilot.pause(0.1)
+        # Rich names the SVG's classes by a hash that differs between runs: not content.
+        shot = re.sub(r"terminal-\d+", "terminal", app.export_screenshot())
+        if shot == previous and app.query("FooterKey"):
+            return shot
+        previous = shot
+    raise AssertionError("the monitor's screen did not settle")
+
+
 @pytest.mark.parametrize("tab", ["tab-weights", "tab-evaluations", "tab-registry"])
 def test_the_monitor_screens_match_their_snapshots(tmp_path: Path, tab: str) -> None:
     """Each tab of a fixture state, rendered at 120x36, against the SVG kept in
@@ -171,9 +186,7 @@ def test_the_monitor_screens_match_their_snapshots(tmp_path: Path, tab: str) -> 
         async with app.run_test(size=(120, 36)) as pilot:
             await settle(pilot, app, lambda: app.snapshot is not None)
             app.query_one("#tabs").active = tab
-            await pilot.pause(0.2)
-            # Rich names the SVG's classes by a hash that differs between runs: not content.
-            return re.sub(r"terminal-\d+", "terminal", app.export_screenshot())
+            return await steady_screenshot(pilot, app)
 
     svg = asyncio.run(render())
     kept = SNAPSHOTS / f"monitor-{tab}.svg"
