@@ -136,6 +136,17 @@ def build(
     return machine, app, votes
 
 
+def polka_in_round_zero(m: Machine) -> tuple[Any, str]:
+    """Height 1, round 0: the proposer's value and two other validators' prevotes for it,
+    at 10 and 20 ms; the value and its id."""
+    value = entry(1, GENESIS, "v")
+    vid = value_id(value)
+    m.receive(proposal(proposer(1, 0), 1, 0, VSET, value), 10)
+    for key in K[1:3]:
+        m.receive(prevote(key, 1, 0, VSET, vid), 20)
+    return value, vid
+
+
 def broadcasts(outputs: list[Any]) -> list[env.Envelope]:
     return [o.envelope for o in outputs if isinstance(o, Broadcast)]
 
@@ -259,11 +270,7 @@ def test_a_commit_that_cannot_be_applied_is_refused_with_its_cause() -> None:
 def test_the_application_is_asked_at_the_current_height_about_the_current_head() -> None:
     m, app, _ = build()
     assert m.start(0) == [] and app.calls == [("has_work", 1)]
-    value = entry(1, GENESIS, "v")
-    vid = value_id(value)
-    m.receive(proposal(proposer(1, 0), 1, 0, VSET, value), 10)
-    for key in K[1:3]:
-        m.receive(prevote(key, 1, 0, VSET, vid), 20)
+    _value, vid = polka_in_round_zero(m)
     for key in K[1:3]:
         out = m.receive(precommit(key, 1, 0, VSET, vid), 30)
     assert [o for o in out if isinstance(o, Decided)]
@@ -599,11 +606,7 @@ def test_a_new_height_drops_the_timers_of_the_old_one_and_starts_fresh() -> None
 def test_status_and_resume_state_say_exactly_where_the_machine_is() -> None:
     m, _app, _ = build()
     m.start(0)
-    v = entry(1, GENESIS, "v")
-    vid = value_id(v)
-    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 10)
-    for key in K[1:3]:
-        m.receive(prevote(key, 1, 0, VSET, vid), 20)
+    v, _vid = polka_in_round_zero(m)
     assert m.status() == {
         "height": 1,
         "round": 0,
@@ -666,11 +669,7 @@ def test_the_guard_refusing_to_sign_is_reported_as_a_local_fault() -> None:
 def test_a_proposer_with_a_valid_value_proposes_it_with_its_round() -> None:
     m, app, _ = build()
     m.start(0)
-    v = entry(1, GENESIS, "v")
-    vid = value_id(v)
-    m.receive(proposal(proposer(1, 0), 1, 0, VSET, v), 10)
-    for key in K[1:3]:
-        m.receive(prevote(key, 1, 0, VSET, vid), 20)
+    v, _vid = polka_in_round_zero(m)
     now = 30
     while m.round < 3:
         now = nil_round(m, now)
